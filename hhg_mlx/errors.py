@@ -1,0 +1,33 @@
+"""Errors with a one-line message meant for users. The CLI prints `hhg: <message>` and exits 2."""
+
+
+class HhgError(Exception):
+    """Base class: `str(err)` is a complete, one-line explanation (with the fix when there is one)."""
+
+
+class IndexNotFound(HhgError):
+    pass
+
+
+class IndexCorrupt(HhgError):
+    pass
+
+
+class SchemaMismatch(HhgError):
+    pass
+
+
+class IndexLocked(HhgError):
+    pass
+
+
+class ModelUnavailable(HhgError):
+    pass
+
+
+class LicenseNotAccepted(HhgError):
+    pass
+
+
+class UnsupportedModel(HhgError):
+    pass
