@@ -1,0 +1,320 @@
+"""Random checkpoints in the exact Hugging Face layout, for parity tests.
+
+Each `make_*` function writes into a folder what the hub would hold for that architecture:
+`config.json` (the published field names), `model.safetensors` (std 0.1 weights; LayerNorm
+weights 1 ± 0.1; float32, float16 or bfloat16 on disk), `tokenizer.json` built with the
+`tokenizers` library, and optionally the sentence-transformers files.
+
+Use from tests (the tests folder is on sys.path under pytest):
+
+    from checkpoints import make_jinabert, make_bert, make_checkpoint   # make_checkpoint is a fixture
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+CODE_WORDS = (
+    "def class return import from self if else elif for while try except finally with as lambda yield "
+    "async await none true false print len range list dict set tuple str int float open read write "
+    "file path name value key items append extend index count sort sorted map filter zip enumerate "
+    "retry upload download request response http client server error exception raise parse json "
+    "load save config token tokenizer model encode decode embed vector search query result cache "
+    "user data time sleep max min sum get post put delete update create build index test assert"
+).split()
+CORPUS = [" ".join(CODE_WORDS[i:i + 9]) for i in range(0, len(CODE_WORDS), 3)] + [
+    "def retry_upload(self, path, max_tries=3):",
+    "for key, value in items.items(): print(key, value)",
+    "class HttpClient:\n    def get(self, url): return self.request('GET', url)",
+    "if error is not None: raise ValueError(f'bad {name}')",
+]
+JINA_CODE_NAME = "jinaai/jina-bert-v2-qk-post-norm"
+JINA_BASE_NAME = "jinaai/jina-bert-implementation"
+DTYPES = ("float32", "float16", "bfloat16")
+_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+# ---------------------------------------------------------------- safetensors / json
+
+
+def _bfloat16_bytes(array: np.ndarray) -> bytes:
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16          # round to nearest even
+    return rounded.astype("<u2").tobytes()
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str = "float32") -> None:
+    """Write `tensors` to a .safetensors file: float arrays stored as `dtype` (F32/F16/BF16), integer ones as I64."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}")
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        array = np.asarray(tensors[name])
+        if array.dtype.kind in "iu":
+            data, code = np.ascontiguousarray(array, dtype="<i8").tobytes(), "I64"
+        elif dtype == "bfloat16":
+            data, code = _bfloat16_bytes(array), "BF16"
+        else:
+            data = np.ascontiguousarray(array, dtype="<f4" if dtype == "float32" else "<f2").tobytes()
+            code = _SAFETENSORS_DTYPE[dtype]
+        header[name] = {"dtype": code, "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(head)) + head)
+        for data in chunks:
+            fh.write(data)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- random weights
+
+
+class _Weights:
+    """Collects std-0.1 random tensors under checkpoint names."""
+
+    def __init__(self, seed: int, std: float = 0.1) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.std = std
+        self.tensors: dict[str, np.ndarray] = {}
+
+    def normal(self, name: str, *shape: int) -> None:
+        self.tensors[name] = self.rng.normal(0.0, self.std, shape).astype(np.float32)
+
+    def linear(self, name: str, out_dim: int, in_dim: int, bias: bool = True) -> None:
+        self.normal(f"{name}.weight", out_dim, in_dim)
+        if bias:
+            self.normal(f"{name}.bias", out_dim)
+
+    def layer_norm(self, name: str, dim: int) -> None:
+        self.tensors[f"{name}.weight"] = (1.0 + self.rng.normal(0.0, self.std, dim)).astype(np.float32)
+        self.normal(f"{name}.bias", dim)
+
+    def extras(self, hidden: int, vocab: int, max_positions: int) -> None:
+        """What real checkpoints carry and encoders must ignore."""
+        self.linear("pooler.dense", hidden, hidden)
+        self.linear("cls.predictions.transform.dense", hidden, hidden)
+        self.normal("cls.predictions.bias", vocab)
+        self.tensors["embeddings.position_ids"] = np.arange(max_positions, dtype=np.int64)[None]
+
+    def save(self, path: Path, dtype: str, prefix: str) -> None:
+        # like `BertForMaskedLM`: the encoder under `prefix`, the MLM head (`cls.*`) at the top level
+        tensors = {(name if name.startswith("cls.") else prefix + name): value for name, value in self.tensors.items()}
+        write_safetensors(path / "model.safetensors", tensors, dtype)
+
+
+# ---------------------------------------------------------------- tokenizers
+
+
+def bpe_tokenizer(vocab_size: int = 400) -> Tokenizer:
+    """RoBERTa-style byte-level BPE: <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, encodes `<s> … </s>`."""
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
+                                                      add_prefix_space=False)
+    return tok
+
+
+def wordpiece_tokenizer() -> Tokenizer:
+    """Uncased BERT WordPiece: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, encodes `[CLS] … [SEP]`."""
+    chars = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789_.,:;()[]{}'\"=+-*/<>!?@#%&|\\^~`$"))
+    words = list(dict.fromkeys(CODE_WORDS))
+    vocab_list = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars), *words]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(vocab_list))}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    return tok
+
+
+# ---------------------------------------------------------------- JinaBERT
+
+
+def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: int = 48, heads: int = 6,
+                  layers: int = 2, intermediate: int = 96, vocab: int | None = None, dtype: str = "float32",
+                  prefix: str = "", extras: bool = True, seed: int = 0, std: float = 0.1,
+                  tokenizer: bool = True) -> Path:
+    """A random JinaBERT v2 checkpoint: `variant` "qk-post-norm" (jina-embeddings-v2-base-code,
+    byte-level BPE tokenizer) or "base-en" (jina-embeddings-v2-base-en, WordPiece tokenizer).
+    `prefix="bert."` stores every weight under `bert.`; `extras` adds pooler/cls/position_ids."""
+    if variant not in ("qk-post-norm", "base-en"):
+        raise ValueError(f"unknown JinaBERT variant {variant!r}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok = bpe_tokenizer() if variant == "qk-post-norm" else wordpiece_tokenizer()
+    vocab = max(vocab or 0, tok.get_vocab_size())
+    if tokenizer:
+        tok.save(str(path / "tokenizer.json"))
+
+    w = _Weights(seed, std)
+    w.normal("embeddings.word_embeddings.weight", vocab, hidden)
+    w.normal("embeddings.token_type_embeddings.weight", 2, hidden)
+    w.layer_norm("embeddings.LayerNorm", hidden)
+    for n in range(layers):
+        p = f"encoder.layer.{n}."
+        for proj in ("query", "key", "value"):
+            w.linear(p + f"attention.self.{proj}", hidden, hidden)
+        w.linear(p + "attention.output.dense", hidden, hidden)
+        w.layer_norm(p + "attention.output.LayerNorm", hidden)
+        if variant == "qk-post-norm":
+            w.layer_norm(p + "attention.self.layer_norm_q", hidden)
+            w.layer_norm(p + "attention.self.layer_norm_k", hidden)
+            w.layer_norm(p + "layer_norm_1", hidden)
+            w.linear(p + "mlp.up_gated_layer", 2 * intermediate, hidden, bias=False)
+            w.linear(p + "mlp.down_layer", hidden, intermediate)
+            w.layer_norm(p + "layer_norm_2", hidden)
+        else:
+            w.linear(p + "mlp.gated_layers", 2 * intermediate, hidden, bias=False)
+            w.linear(p + "mlp.wo", hidden, intermediate)
+            w.layer_norm(p + "mlp.layernorm", hidden)
+    if extras:
+        w.extras(hidden, vocab, 512)
+    w.save(path, dtype, prefix)
+
+    name = JINA_CODE_NAME if variant == "qk-post-norm" else JINA_BASE_NAME
+    auto = {"AutoConfig": f"{name}--configuration_bert.JinaBertConfig",
+            "AutoModel": f"{name}--modeling_bert.JinaBertModel",
+            "AutoModelForMaskedLM": f"{name}--modeling_bert.JinaBertForMaskedLM"}
+    _write_json(path / "config.json", {
+        "_name_or_path": name, "architectures": ["JinaBertForMaskedLM"], "auto_map": auto,
+        "attention_probs_dropout_prob": 0.0, "classifier_dropout": None, "emb_pooler": "mean",
+        "feed_forward_type": "geglu", "gradient_checkpointing": False, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0, "hidden_size": hidden, "initializer_range": 0.02,
+        "intermediate_size": intermediate, "layer_norm_eps": 1e-12, "max_position_embeddings": 8192,
+        "model_max_length": 8192, "model_type": "bert", "num_attention_heads": heads,
+        "num_hidden_layers": layers, "pad_token_id": 0, "position_embedding_type": "alibi",
+        "torch_dtype": dtype, "transformers_version": "4.39.1", "type_vocab_size": 2, "use_cache": True,
+        "vocab_size": vocab,
+    })
+    return path
+
+
+# ---------------------------------------------------------------- BERT
+
+
+def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int = 2, intermediate: int = 96,
+              vocab: int | None = None, max_positions: int = 128, dtype: str = "float32", prefix: str = "",
+              extras: bool = True, seed: int = 0, std: float = 0.1, pooling: str = "mean",
+              sentence_transformers: bool = True, query_prefix: str | None = None,
+              max_seq_length: int | None = 64, tokenizer: bool = True) -> Path:
+    """A random BERT checkpoint (MiniLM / bge / arctic-embed layout) with a WordPiece tokenizer and,
+    when `sentence_transformers`, the files that give its pooling (mean/cls), query prompt and max length."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok = wordpiece_tokenizer()
+    vocab = max(vocab or 0, tok.get_vocab_size())
+    if tokenizer:
+        tok.save(str(path / "tokenizer.json"))
+
+    w = _Weights(seed, std)
+    w.normal("embeddings.word_embeddings.weight", vocab, hidden)
+    w.normal("embeddings.position_embeddings.weight", max_positions, hidden)
+    w.normal("embeddings.token_type_embeddings.weight", 2, hidden)
+    w.layer_norm("embeddings.LayerNorm", hidden)
+    for n in range(layers):
+        p = f"encoder.layer.{n}."
+        for proj in ("query", "key", "value"):
+            w.linear(p + f"attention.self.{proj}", hidden, hidden)
+        w.linear(p + "attention.output.dense", hidden, hidden)
+        w.layer_norm(p + "attention.output.LayerNorm", hidden)
+        w.linear(p + "intermediate.dense", intermediate, hidden)
+        w.linear(p + "output.dense", hidden, intermediate)
+        w.layer_norm(p + "output.LayerNorm", hidden)
+    if extras:
+        w.extras(hidden, vocab, max_positions)
+    w.save(path, dtype, prefix)
+
+    _write_json(path / "config.json", {
+        "_name_or_path": "random/bert", "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1,
+        "classifier_dropout": None, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": hidden,
+        "initializer_range": 0.02, "intermediate_size": intermediate, "layer_norm_eps": 1e-12,
+        "max_position_embeddings": max_positions, "model_type": "bert", "num_attention_heads": heads,
+        "num_hidden_layers": layers, "pad_token_id": 0, "position_embedding_type": "absolute",
+        "torch_dtype": dtype, "transformers_version": "4.39.1", "type_vocab_size": 2, "use_cache": True,
+        "vocab_size": vocab,
+    })
+    if sentence_transformers:
+        write_sentence_transformers(path, hidden, pooling, query_prefix, max_seq_length)
+    return path
+
+
+def write_sentence_transformers(path: Path, hidden: int, pooling: str = "mean", query_prefix: str | None = None,
+                                max_seq_length: int | None = None) -> None:
+    """modules.json, 1_Pooling/config.json, sentence_bert_config.json, config_sentence_transformers.json."""
+    if pooling not in ("mean", "cls", "last"):
+        raise ValueError(f"unknown pooling {pooling!r}")
+    _write_json(path / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    _write_json(path / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": hidden, "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": pooling == "last", "include_prompt": True,
+    })
+    if max_seq_length is not None:
+        _write_json(path / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    prompts = {"query": query_prefix} if query_prefix else {}
+    _write_json(path / "config_sentence_transformers.json", {
+        "__version__": {"sentence_transformers": "3.0.1", "transformers": "4.39.1", "pytorch": "2.3.0"},
+        "prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine",
+    })
+
+
+# ---------------------------------------------------------------- pytest helper
+
+_MAKERS = {"jinabert": make_jinabert, "bert": make_bert}
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory):
+    """Session fixture: `make_checkpoint("jinabert" | "bert", **kwargs) -> Path`, one folder per
+    distinct set of arguments (built once, shared by every test that asks for it)."""
+    made: dict[tuple, Path] = {}
+
+    def make(kind: str, **kwargs) -> Path:
+        key = (kind, tuple(sorted(kwargs.items())))
+        if key not in made:
+            made[key] = _MAKERS[kind](tmp_path_factory.mktemp(kind), **kwargs)
+        return made[key]
+
+    return make
+
+
+def random_tokens(rng: np.random.Generator, lengths: list[int], vocab: int, first: int = 5) -> list[list[int]]:
+    """Random token id lists of the given lengths, avoiding the special ids below `first`."""
+    return [rng.integers(first, vocab, n).tolist() for n in lengths]
+
+
+def pad_tokens(sequences: list[list[int]], pad_id: int = 0, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pad id lists to (ids, attention_mask) int64 arrays, on the right or on the left."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, cols] = seq
+        mask[row, cols] = 1
+    return ids, mask
