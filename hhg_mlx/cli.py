@@ -1,0 +1,398 @@
+"""The `hhg` command: argument parsing and output only; the work is done by `hhg_mlx.index`.
+
+Heavy modules (the index, MLX, ONNX Runtime, tree-sitter grammars) are imported inside the
+commands that need them, so `hhg --help` and a search on a fresh index start quickly.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import HhgError
+
+COMMANDS = ("build", "status", "list", "clean", "model", "convert", "bench")
+# Subcommands that live in other modules: name -> (module, one-line help).
+DELEGATED = {
+    "model": ("hhg_mlx.models.commands", "list, inspect and install embedding models"),
+    "convert": ("convert.cli", "convert a checkpoint to MLX or ONNX"),
+    "bench": ("hhg_mlx.bench.speed", "measure encoder speed on this machine"),
+}
+SIMILAR = re.compile(r"^(?P<file>.+?)(?:#(?P<name>[^#\s]+)|:(?P<line>\d+))$")
+
+DESCRIPTION = """\
+Search a codebase for the functions, classes and sections that answer a question.
+The first search in a folder builds its index (.hhg/); later searches update it in place.
+
+commands:
+  hhg [OPTIONS] QUERY [PATH]        search (PATH defaults to .)
+  hhg FILE#NAME | FILE:LINE [PATH]  find code similar to a definition or to the block at a line
+  hhg build [PATH]                  build or update the index of PATH
+  hhg status [PATH]                 show what the index holds and what is stale
+  hhg list [PATH]                   list every index below PATH
+  hhg clean [PATH] [-r]             delete the index of PATH (-r: and every index below it)
+  hhg model ...                     list, inspect and install embedding models
+  hhg convert ...                   convert a checkpoint to MLX or ONNX
+  hhg bench ...                     measure encoder speed
+  Run `hhg COMMAND --help` for a command's options."""
+
+EPILOG = """\
+examples:
+  hhg "where do we retry failed uploads"      search the current directory
+  hhg "parse config file" src -t py,go -n 5   Python and Go files under src, top 5
+  hhg "token refresh" --exclude 'tests/*' --code-only
+  hhg "rate limiter" --json --no-content | jq '.[0].file'
+  hhg -l "database migration"                 only the files, best first
+  hhg src/upload.py#retry_upload              code similar to a definition
+  hhg src/upload.py:120                       code similar to the block at line 120
+  hhg -- build                                search for the word "build"
+
+exit status: 0 when something was found, 1 when nothing was, 2 on error."""
+
+
+def _search_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hhg", usage="hhg [OPTIONS] QUERY [PATH]\n       hhg COMMAND [OPTIONS] ...",
+                                description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("query", metavar="QUERY", help="what to look for: words, a question, an identifier, "
+                   "or FILE#NAME / FILE:LINE to find similar code")
+    p.add_argument("path", metavar="PATH", nargs="?", help="folder or file to search (default: .)")
+    out = p.add_argument_group("output")
+    out.add_argument("-n", "--limit", type=_positive, default=10, metavar="N", help="show at most N hits (default 10)")
+    out.add_argument("--json", action="store_true", help="print a JSON array of hits and nothing else on stdout")
+    out.add_argument("--no-content", action="store_true", help="with --json, leave out each hit's source text")
+    out.add_argument("-l", "--files-with-matches", action="store_true",
+                     help="print only the files of the hits, best first")
+    out.add_argument("-C", "--context", type=_count, default=3, metavar="N",
+                     help="show the first N non-blank lines of each hit (default 3; 0: headers only)")
+    out.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour paths, names and matched words (auto: when stdout is a terminal)")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress and no notices on stderr")
+    flt = p.add_argument_group("filters (applied before the top-N cut)")
+    flt.add_argument("-t", "--type", action="append", default=[], metavar="TYPES",
+                     help="only these languages or extensions, comma-separated: py,go,ts,markdown (repeatable)")
+    flt.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                     help="skip files matching this gitignore-style glob (repeatable)")
+    flt.add_argument("--code-only", action="store_true", help="skip documentation, text and config files")
+    flt.add_argument("--threshold", type=float, metavar="SCORE", help="drop hits scoring below SCORE")
+    rank = p.add_argument_group("ranking")
+    rank.add_argument("--mode", choices=("hybrid", "semantic", "keyword"), default="hybrid",
+                      help="hybrid (default; keyword only when the index has no model), semantic or keyword")
+    _model_options(rank, "first build only: ")
+    p.add_argument("--version", action="version", version=f"hhg {__version__}")
+    return p
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hhg build", description="Build the index of PATH (.hhg/ inside it), or "
+                                "bring it up to date: only new and changed files are read again, and "
+                                "embeddings are reused from the cache.", epilog="examples:\n  hhg build\n"
+                                "  hhg build ~/src/project --model jina-code-v2\n  hhg build --force",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="PATH", nargs="?", default=".", help="folder to index (default: .)")
+    p.add_argument("--force", action="store_true", help="rebuild from scratch (the embedding cache is kept)")
+    _model_options(p, "")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    return p
+
+
+def _model_options(group, prefix: str) -> None:
+    group.add_argument("--model", metavar="MODEL", help=prefix + "embedding model: registry id, Hugging Face repo "
+                       "or local folder (default: keep the index's model, else jina-code-v2 when installed, "
+                       "else keyword only)")
+    group.add_argument("--accept-license", action="store_true",
+                       help=prefix + "accept the model's licence (needed once for opt-in models)")
+    group.add_argument("--task", metavar="TASK", help=prefix + "task prompt for models that have several (nl2code, code2code, ...)")
+
+
+def _path_parser(name: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"hhg {name}", description=description)
+    p.add_argument("path", metavar="PATH", nargs="?", default=".", help="folder (default: .)")
+    return p
+
+
+def _status_parser() -> argparse.ArgumentParser:
+    p = _path_parser("status", "Show the index that covers PATH: files, blocks, model, size, stale files.")
+    p.add_argument("--json", action="store_true", help="print the status as a JSON object")
+    return p
+
+
+def _list_parser() -> argparse.ArgumentParser:
+    return _path_parser("list", "List every index (.hhg folder) at or below PATH.")
+
+
+def _clean_parser() -> argparse.ArgumentParser:
+    p = _path_parser("clean", "Delete the index of PATH.")
+    p.add_argument("-r", "--recursive", action="store_true", help="also delete every index below PATH")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not list what was deleted")
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _value_options(*parsers: argparse.ArgumentParser) -> set[str]:
+    """Option strings that take a value (their value must not be mistaken for a command name)."""
+    return {s for p in parsers for a in p._actions if a.option_strings and a.nargs != 0 for s in a.option_strings}
+
+
+def split_command(argv: list[str], value_options: set[str]) -> tuple[str | None, list[str]]:
+    """The subcommand named by the first positional argument, and the arguments without it.
+    Anything else (or anything after `--`) is a search."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            break
+        if arg.startswith("-") and arg != "-":
+            i += 2 if arg in value_options else 1
+            continue
+        if arg in COMMANDS:
+            return arg, argv[:i] + argv[i + 1:]
+        break
+    return None, argv
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    # Options may follow positionals; argparse's intermixed mode mishandles `--`, which plain mode handles.
+    return parser.parse_args(argv) if "--" in argv else parser.parse_intermixed_args(argv)
+
+
+def eprint(message: str) -> None:
+    print(f"hhg: {message}", file=sys.stderr, flush=True)
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise HhgError(f"{path}: no such file or directory")
+    return p
+
+
+def find_root(path: Path) -> Path | None:
+    """The nearest folder at or above `path` that holds an index."""
+    start = path.resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".hhg").is_dir():
+            return folder
+    return None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise HhgError(f"{path} is outside the index at {root}") from None
+
+
+def _progress(quiet: bool):
+    from .progress import ProgressBar
+    return ProgressBar(enabled=False if quiet else None)
+
+
+def _build_kwargs(args: argparse.Namespace) -> dict:
+    kwargs = {"model": args.model, "accept_license": args.accept_license}
+    if args.task:
+        kwargs["task"] = args.task
+    return kwargs
+
+
+def open_index(start: Path, args: argparse.Namespace):
+    """The index covering `start`, updated; built first (with a notice) when there is none."""
+    from .index.index import Index
+    root = find_root(start)
+    bar = _progress(args.quiet)
+    try:
+        if root is None:
+            folder = start if start.is_dir() else start.parent
+            if not args.quiet:
+                eprint(f"indexing {folder} (first run)…")
+            return Index.build(folder.resolve(), progress=bar, **_build_kwargs(args))
+        idx = Index.open(root)
+        try:
+            idx.update(progress=bar)
+        except BaseException:
+            idx.close()
+            raise
+        return idx
+    finally:
+        bar.close()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .output import PathStyle, format_files, format_hits, format_json, use_color
+    from .types import Filters
+
+    target = _existing(args.path) if args.path else None
+    similar = SIMILAR.match(args.query)
+    if similar and not Path(similar["file"]).is_file():
+        similar = None
+    if similar and target is None:
+        cwd = Path.cwd().resolve()
+        file = Path(similar["file"]).resolve()
+        target = Path(".") if cwd in file.parents else file.parent
+    target = target or Path(".")
+
+    idx = open_index(target, args)
+    try:
+        root = idx.root.resolve()
+        scope = _rel(target, root)
+        types = tuple(t.strip() for spec in args.type for t in spec.split(",") if t.strip())
+        filters = Filters(types=types, exclude=tuple(args.exclude), paths=() if scope == "." else (scope,),
+                          code_only=args.code_only, threshold=args.threshold)
+        if similar:
+            line = int(similar["line"]) if similar["line"] else None
+            hits = idx.similar(_rel(Path(similar["file"]), root), name=similar["name"], line=line,
+                               k=args.limit, filters=filters)
+        else:
+            hits = idx.search(args.query, k=args.limit, filters=filters, mode=args.mode)
+        notices = list(idx.notices)
+    finally:
+        idx.close()
+
+    if not args.quiet:
+        for notice in notices:
+            eprint(notice)
+    asked = args.path or (similar["file"] if similar else "")
+    show = PathStyle(root, absolute=os.path.isabs(asked))
+    if args.json:
+        text = format_json(hits, show, content=not args.no_content)
+    elif args.files_with_matches:
+        text = format_files(hits, show, color=use_color(args.color, sys.stdout))
+    else:
+        text = format_hits(hits, show, lines=args.context, color=use_color(args.color, sys.stdout), query=args.query)
+    if hits or args.json:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0 if hits else 1
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .index.index import Index
+    folder = _existing(args.path)
+    if not folder.is_dir():
+        raise HhgError(f"{args.path}: not a folder")
+    bar = _progress(args.quiet)
+    try:
+        idx = Index.build(folder.resolve(), force=args.force, progress=bar, **_build_kwargs(args))
+    finally:
+        bar.close()
+    try:
+        status = idx.status()
+        notices = list(idx.notices)
+    finally:
+        idx.close()
+    if not args.quiet:
+        for notice in notices:
+            eprint(notice)
+        model = status.get("model") or "keyword only"
+        print(f"{folder}: {status.get('files', 0):,} files, {status.get('blocks', 0):,} blocks ({model})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .index.index import Index
+    from .output import format_status
+    folder = _existing(args.path)
+    root = find_root(folder)
+    if root is None:
+        raise HhgError(f"no index at or above {args.path}; run `hhg build {args.path}`")
+    idx = Index.open(root)
+    try:
+        status = idx.status()
+    finally:
+        idx.close()
+    if args.json:
+        print(json.dumps({"root": str(root), **status}, indent=2, default=str))
+    else:
+        sys.stdout.write(format_status(status, os.path.relpath(root)))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .index.index import find_indexes
+    roots = find_indexes(_existing(args.path))
+    for root in roots:
+        print(os.path.relpath(root))
+    return 0 if roots else 1
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from .index.index import clean
+    removed = clean(_existing(args.path), args.recursive)
+    if not args.quiet:
+        for path in removed or ():
+            print(f"removed {os.path.relpath(path)}")
+    return 0
+
+
+def cmd_delegated(name: str, argv: list[str]) -> int:
+    module_name, help_text = DELEGATED[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            raise HhgError(f"`hhg {name}` is not available in this installation ({module_name} is missing)") from None
+        raise
+    parser = argparse.ArgumentParser(prog=f"hhg {name}", description=help_text[0].upper() + help_text[1:] + ".")
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+LOCAL = {"build": (_build_parser, cmd_build), "status": (_status_parser, cmd_status),
+         "list": (_list_parser, cmd_list), "clean": (_clean_parser, cmd_clean)}
+
+
+def run(argv: list[str]) -> int:
+    search = _search_parser()
+    command, rest = split_command(argv, _value_options(search, _build_parser()))
+    if command in DELEGATED:
+        return cmd_delegated(command, rest)
+    if command:
+        make_parser, handler = LOCAL[command]
+        return handler(parse(make_parser(), rest))
+    return cmd_search(parse(search, rest))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: grep's exit codes, one-line errors, no tracebacks."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except HhgError as err:
+        eprint(str(err))
+        return 2
+    except KeyboardInterrupt:
+        eprint("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader (e.g. `head`) went away: stop quietly and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as err:
+        eprint(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
+        return 2
+    except Exception as err:  # a bug: still one line, with a way to see the traceback
+        if os.environ.get("HHG_DEBUG"):
+            raise
+        eprint(f"internal error: {type(err).__name__}: {err} (set HHG_DEBUG=1 for a traceback)")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

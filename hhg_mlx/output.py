@@ -1,0 +1,119 @@
+"""Formatting of search results: grep-like text (coloured on a terminal), file lists and JSON."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .types import Hit
+
+RESET = "\x1b[0m"
+STYLE = {"path": "\x1b[35m", "line": "\x1b[32m", "kind": "\x1b[36m", "name": "\x1b[1;33m", "match": "\x1b[1;31m"}
+MAX_LINE = 240
+# Words that carry no meaning for highlighting ("where do we retry uploads" highlights retry, uploads).
+STOPWORDS = frozenset("a an and are as at be by can do does for from how in is it of on or the this to we what when "
+                      "where which who why with".split())
+
+
+def use_color(choice: str, stream) -> bool:
+    """`--color auto|always|never`; auto means a terminal that is not `dumb`, and no `NO_COLOR`."""
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+class PathStyle:
+    """Shows root-relative index paths the way they were asked for, like ripgrep: relative to the
+    current directory, or absolute when the search path was given as an absolute path."""
+
+    def __init__(self, root: Path, absolute: bool = False, cwd: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.absolute = absolute
+        self.cwd = (cwd or Path.cwd()).resolve()
+
+    def __call__(self, rel: str) -> str:
+        full = self.root / rel
+        return str(full) if self.absolute else os.path.relpath(full, self.cwd)
+
+
+def query_pattern(query: str) -> re.Pattern[str] | None:
+    """A case-insensitive pattern matching the query's meaningful words, longest first."""
+    words = {w.lower() for w in re.findall(r"\w+", query) if len(w) > 1 and w.lower() not in STOPWORDS}
+    if not words:
+        return None
+    return re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))), re.IGNORECASE)
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"{STYLE[style]}{text}{RESET}" if color and text else text
+
+
+def snippet(content: str, lines: int) -> list[str]:
+    """The first `lines` non-blank lines of a block, dedented and cut to a readable width."""
+    shown = [line.rstrip() for line in content.splitlines() if line.strip()][:lines]
+    shown = textwrap.dedent("\n".join(shown)).splitlines() if shown else []
+    return [line if len(line) <= MAX_LINE else line[:MAX_LINE - 1] + "…" for line in shown]
+
+
+def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
+               pattern: re.Pattern[str] | None = None) -> str:
+    """`path:line kind name` and the block's first lines, indented by four spaces."""
+    head = f"{_paint(path, 'path', color)}:{_paint(str(hit.line), 'line', color)} {_paint(hit.kind, 'kind', color)}"
+    if hit.name:
+        head += " " + _paint(hit.name, "name", color)
+    body = snippet(hit.content, lines)
+    if color and pattern is not None:
+        body = [pattern.sub(lambda m: _paint(m.group(0), "match", True), line) for line in body]
+    return "\n".join([head, *("    " + line for line in body)])
+
+
+def format_hits(hits: Sequence[Hit], show_path, *, lines: int = 3, color: bool = False, query: str = "") -> str:
+    """Every hit via `format_hit`; a blank line separates hits that show code."""
+    pattern = query_pattern(query) if color else None
+    sep = "\n\n" if lines > 0 else "\n"
+    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern) for h in hits) + "\n"
+
+
+def format_files(hits: Iterable[Hit], show_path, *, color: bool = False) -> str:
+    """The distinct files of `hits`, in rank order, one a line (`-l`)."""
+    files = dict.fromkeys(h.file for h in hits)
+    return "".join(_paint(show_path(f), "path", color) + "\n" for f in files)
+
+
+def format_json(hits: Iterable[Hit], show_path, *, content: bool = True) -> str:
+    """A JSON array of `Hit.to_json()` objects, with `file` shown like the text output."""
+    out = []
+    for hit in hits:
+        item = hit.to_json(content=content)
+        item["file"] = show_path(hit.file)
+        out.append(item)
+    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_status(status: dict, root: str) -> str:
+    """`hhg status`: one `key: value` line per entry of `Index.status()`."""
+    lines = [f"index: {root}"]
+    for key, value in status.items():
+        if key == "size_bytes" and isinstance(value, (int, float)):
+            value = _human_bytes(value)
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        elif value is None:
+            value = "-"
+        lines.append(f"{key.replace('_', ' ')}: {value}")
+    return "\n".join(lines) + "\n"
