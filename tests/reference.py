@@ -1,0 +1,169 @@
+"""Independent float64 NumPy reference forwards for JinaBERT (qk-post-norm and base-en) and BERT.
+
+Written straight from MODELS.md §1, §1.5 and §2; shares no code with `hhg_mlx`: it reads the
+safetensors file itself, tells the architecture from the weight names, and pools and
+normalises on its own. Slow and exact; meant for tiny models (and MiniLM).
+
+    reference_embed(model_dir, input_ids, attention_mask) -> (B, H) float64 unit vectors
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a .safetensors file as float64 (integers stay int64)."""
+    raw = Path(path).read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + size])
+    body = memoryview(raw)[8 + size:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        buf, kind = body[start:end], info["dtype"]
+        if kind == "BF16":
+            array = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        elif kind in ("F32", "F16", "F64", "I64", "I32"):
+            array = np.frombuffer(buf, {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}[kind])
+        else:
+            raise ValueError(f"unsupported dtype {kind} for {name}")
+        out[name] = array.astype(np.int64 if kind.startswith("I") else np.float64).reshape(info["shape"])
+    return out
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Exact GELU: x * Phi(x) with the error function."""
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def layer_norm(x: np.ndarray, w: dict, name: str, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w[f"{name}.weight"] + w[f"{name}.bias"]
+
+
+def linear(x: np.ndarray, w: dict, name: str) -> np.ndarray:
+    y = x @ w[f"{name}.weight"].T
+    bias = w.get(f"{name}.bias")
+    return y if bias is None else y + bias
+
+
+def alibi_slopes(heads: int) -> np.ndarray:
+    """Press et al.: geometric slopes for a power of two; otherwise the power-of-two set below
+    `heads`, then every other slope of the next power of two."""
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (k + 1) / n) for k in range(n)]
+    p = 2 ** int(math.floor(math.log2(heads)))
+    slopes = geometric(p)
+    if p < heads:
+        slopes += geometric(2 * p)[0::2][: heads - p]
+    return np.array(slopes)
+
+
+def attention(x: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int,
+              bias: np.ndarray) -> np.ndarray:
+    """Multi-head softmax(q k^T / sqrt(d) + bias) v; bias broadcasts to (B, heads, S, S)."""
+    b, s, h = x.shape
+    d = h // heads
+    split = lambda t: t.reshape(b, s, heads, d).transpose(0, 2, 1, 3)  # noqa: E731
+    scores = split(q) @ split(k).transpose(0, 1, 3, 2) / math.sqrt(d) + bias
+    scores -= scores.max(-1, keepdims=True)
+    probs = np.exp(scores)
+    probs /= probs.sum(-1, keepdims=True)
+    return (probs @ split(v)).transpose(0, 2, 1, 3).reshape(b, s, h)
+
+
+def jinabert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, swap_glu: bool = False) -> np.ndarray:
+    eps, heads, inter = cfg["layer_norm_eps"], cfg["num_attention_heads"], cfg["intermediate_size"]
+    qk_post_norm = "encoder.layer.0.attention.self.layer_norm_q.weight" in w
+    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.token_type_embeddings.weight"][0]
+    x = layer_norm(x, w, "embeddings.LayerNorm", eps)
+    s = ids.shape[1]
+    pos = np.arange(s)
+    alibi = -alibi_slopes(heads)[:, None, None] * np.abs(pos[None, :, None] - pos[None, None, :])
+    bias = alibi[None] + np.where(mask[:, None, None, :] > 0, 0.0, -1e9)
+    for n in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{n}."
+        q, k = linear(x, w, p + "attention.self.query"), linear(x, w, p + "attention.self.key")
+        v = linear(x, w, p + "attention.self.value")
+        if qk_post_norm:
+            q = layer_norm(q, w, p + "attention.self.layer_norm_q", eps)
+            k = layer_norm(k, w, p + "attention.self.layer_norm_k", eps)
+        ctx = attention(x, q, k, v, heads, bias)
+        a = layer_norm(linear(ctx, w, p + "attention.output.dense") + x, w, p + "attention.output.LayerNorm", eps)
+        if qk_post_norm:
+            h = layer_norm(x + a, w, p + "layer_norm_1", eps)          # the layer input, added again
+            u = h @ w[p + "mlp.up_gated_layer.weight"].T
+            up, gate = (u[..., inter:], u[..., :inter]) if swap_glu else (u[..., :inter], u[..., inter:])
+            m = linear(up * gelu(gate), w, p + "mlp.down_layer")
+            x = layer_norm(h + m, w, p + "layer_norm_2", eps)
+        else:
+            u = a @ w[p + "mlp.gated_layers.weight"].T
+            gated, plain = (u[..., inter:], u[..., :inter]) if swap_glu else (u[..., :inter], u[..., inter:])
+            m = linear(gelu(gated) * plain, w, p + "mlp.wo")
+            x = layer_norm(m + a, w, p + "mlp.layernorm", eps)
+    return x
+
+
+def bert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)           # count attended tokens: padding-side free
+    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions]
+         + w["embeddings.token_type_embeddings.weight"][0])
+    x = layer_norm(x, w, "embeddings.LayerNorm", eps)
+    bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9)
+    for n in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{n}."
+        q, k, v = (linear(x, w, p + f"attention.self.{t}") for t in ("query", "key", "value"))
+        ctx = attention(x, q, k, v, heads, bias)
+        a = layer_norm(linear(ctx, w, p + "attention.output.dense") + x, w, p + "attention.output.LayerNorm", eps)
+        m = linear(gelu(linear(a, w, p + "intermediate.dense")), w, p + "output.dense")
+        x = layer_norm(m + a, w, p + "output.LayerNorm", eps)
+    return x
+
+
+def reference_pooling(model_dir: Path) -> str:
+    """sentence-transformers' 1_Pooling/config.json if present, else the config's emb_pooler, else mean."""
+    pooling_file = Path(model_dir) / "1_Pooling" / "config.json"
+    if pooling_file.exists():
+        flags = json.loads(pooling_file.read_text())
+        for key, name in (("pooling_mode_cls_token", "cls"), ("pooling_mode_lasttoken", "last"),
+                          ("pooling_mode_mean_tokens", "mean")):
+            if flags.get(key):
+                return name
+    return json.loads((Path(model_dir) / "config.json").read_text()).get("emb_pooler", "mean")
+
+
+def reference_embed(model_dir: str | Path, input_ids, attention_mask, *, pooling: str | None = None,
+                    swap_glu: bool = False) -> np.ndarray:
+    """Pooled, L2-normalised float64 embeddings. `swap_glu` deliberately swaps the GLU halves
+    (JinaBERT) so tests can show their tolerance catches that bug."""
+    model_dir = Path(model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    weights = read_safetensors(model_dir / "model.safetensors")
+    weights = {name.removeprefix("bert."): value for name, value in weights.items()}
+    ids, mask = np.asarray(input_ids, dtype=np.int64), np.asarray(attention_mask, dtype=np.int64)
+    if cfg.get("position_embedding_type") == "alibi":
+        hidden = jinabert_hidden(weights, cfg, ids, mask, swap_glu)
+    else:
+        hidden = bert_hidden(weights, cfg, ids, mask)
+    pooling = pooling or reference_pooling(model_dir)
+    rows = np.arange(len(ids))
+    if pooling == "mean":
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    elif pooling == "cls":
+        pooled = hidden[rows, np.argmax(mask > 0, axis=1)]
+    elif pooling == "last":
+        pooled = hidden[rows, mask.shape[1] - 1 - np.argmax(mask[:, ::-1] > 0, axis=1)]
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}")
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
