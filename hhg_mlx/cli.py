@@ -307,9 +307,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    folder = _existing(args.path)
     from .index.index import Index
     from .output import format_status
-    folder = _existing(args.path)
     root = find_root(folder)
     if root is None:
         raise HhgError(f"no index at or above {args.path}; run `hhg build {args.path}`")
