@@ -1,0 +1,1 @@
+"""Benchmarks: retrieval quality (semble subset) and encoder speed."""

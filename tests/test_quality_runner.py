@@ -1,0 +1,122 @@
+"""The benchmark runner on a tiny hand-made benchmark folder (no network, no model)."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from hhg_mlx.bench import quality
+
+SOURCES = {
+    "src/pkg/lexer.py": "class Lexer:\n    \"\"\"Split source text into tokens.\"\"\"\n\n"
+                        + "".join(f"    def rule_{i}(self):\n        return {i}\n\n" for i in range(8)),
+    "src/pkg/parser.py": "from .lexer import Lexer\n\n\ndef parse_expression(text):\n    return text\n",
+    "src/pkg/widgets.py": "def frobnicate(widget):\n    \"\"\"Frobnicate a widget in place.\"\"\"\n    return widget\n",
+}
+QUERIES = [
+    {"query": "how tokens are parsed", "relevant": ["src/pkg/lexer.py"], "secondary": ["src/pkg/parser.py"],
+     "category": "architecture"},
+    {"query": "Lexer", "relevant": [{"path": "src/pkg/lexer.py", "start_line": 10, "end_line": 20}],
+     "secondary": [], "category": "symbol"},
+    {"query": "where widgets get frobnicated", "relevant": ["widgets.py"], "secondary": [], "category": "semantic"},
+]
+
+
+def _add(tar: tarfile.TarFile, name: str, text: str) -> None:
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_benchmark(tmp_path: Path, *, sdist: bool = False) -> tuple[Path, Path]:
+    """A one-repo benchmark folder; the source is a tarball, or (sdist=True) a pre-fetched PyPI sdist."""
+    data, work = tmp_path / "bench", tmp_path / "work"
+    (data / "annotations").mkdir(parents=True)
+    (data / "repos").mkdir()
+    top = "tiny-1.0" if sdist else "tiny"
+    archive = (work / "sdist" / "tiny-1.0.tar.gz") if sdist else (data / "repos" / "tiny.tar.gz")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path, text in SOURCES.items():
+            _add(tar, f"{top}/{path}", text)
+    entry = {"name": "tiny", "language": "python", "subpath": "src",
+             "source": "pypi:tiny==1.0" if sdist else "github:x/tiny@abc"}
+    (data / "manifest.json").write_text(json.dumps({"repos": [entry]}))
+    (data / "annotations" / "tiny.json").write_text(json.dumps(QUERIES))
+    tools = {t: {"per_repo_ndcg10": {"tiny": 0.5}, "subset_by_category": {"symbol": 0.9}}
+             for t in quality.REPO_COLUMNS}
+    (data / "published_results.json").write_text(json.dumps({"subset_repos": ["tiny"], "tools": tools}))
+    return data, work
+
+
+def fake_engine(results: dict[str, list[tuple[str, int, int]]]):
+    """A `make_search` returning fixed root-relative chunks per query, recording the indexed root."""
+    seen = {}
+
+    def make_search(root, *, mode, model, force):
+        seen["root"] = root
+        assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")) == \
+            ["pkg/lexer.py", "pkg/parser.py", "pkg/widgets.py"]
+        return (lambda q: results[q]), 0.0
+    return make_search, seen
+
+
+@pytest.mark.parametrize("sdist", [False, True])
+def test_runner_scores_hand_computed_values(tmp_path, sdist):
+    data, work = make_benchmark(tmp_path, sdist=sdist)
+    make_search, seen = fake_engine({
+        # ranks 2 and 4 of two targets; the repeated parser.py chunk does not count twice
+        "how tokens are parsed": [("pkg/util.py", 1, 3), ("pkg/parser.py", 1, 5), ("pkg/parser.py", 1, 5),
+                                  ("pkg/lexer.py", 1, 30)],
+        # rank 1 misses the span, rank 2 overlaps it
+        "Lexer": [("pkg/lexer.py", 1, 5), ("pkg/lexer.py", 12, 30)],
+        "where widgets get frobnicated": [],
+    })
+    report = quality.run(data, work, make_search=make_search)
+    assert seen["root"] == work / ("tiny-1.0" if sdist else "tiny") / "src"
+    arch = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    sym = 1 / math.log2(3)
+    by_query = {r["query"]: r["ndcg"] for r in report["queries"]}
+    assert by_query == pytest.approx({"how tokens are parsed": arch, "Lexer": sym,
+                                      "where widgets get frobnicated": 0.0})
+    s = report["summary"]["all"]
+    assert s["overall"] == pytest.approx((arch + sym) / 3)
+    assert s["per_category"] == pytest.approx({"architecture": arch, "semantic": 0.0, "symbol": sym})
+    assert report["published"]["overall"]["semble"] == 0.5
+    text = quality.format_report(report)
+    assert f"{(arch + sym) / 3:.3f}" in text and "tiny" in text
+
+
+def test_split_runs_only_the_chosen_third(tmp_path):
+    data, work = make_benchmark(tmp_path)
+    make_search, _ = fake_engine({q["query"]: [] for q in QUERIES})
+    held = quality.run(data, work, split="heldout", make_search=make_search)["queries"]
+    train = quality.run(data, work, split="train", make_search=make_search)["queries"]
+    assert len(held) == 1 and len(train) == 2
+    assert all(r["heldout"] for r in held) and not any(r["heldout"] for r in train)
+
+
+def test_unknown_repo_is_an_error(tmp_path):
+    data, work = make_benchmark(tmp_path)
+    with pytest.raises(ValueError, match="nope"):
+        quality.run(data, work, repos=["nope"])
+
+
+def test_real_index_keyword_smoke(tmp_path):
+    """The real engine end to end: unambiguous queries score 1, a query with no matching word 0."""
+    pytest.importorskip("hhg_mlx.index.index")
+    data, work = make_benchmark(tmp_path)
+    (data / "annotations" / "tiny.json").write_text(json.dumps([
+        {"query": "frobnicate", "relevant": ["widgets.py"], "category": "symbol"},
+        {"query": "parse_expression", "relevant": ["src/pkg/parser.py"], "category": "symbol"},
+        {"query": "zanzibar quokka", "relevant": ["src/pkg/lexer.py"], "category": "semantic"},
+    ]))
+    report = quality.run(data, work, mode="keyword")
+    assert {r["query"]: r["ndcg"] for r in report["queries"]} == \
+        {"frobnicate": 1.0, "parse_expression": 1.0, "zanzibar quokka": 0.0}
+    assert report["summary"]["all"]["overall"] == pytest.approx(2 / 3)
