@@ -1,0 +1,60 @@
+"""Known embedding models: short id → Hugging Face repo, architecture, pooling, prompts, size, licence.
+
+`architecture` picks the implementation: "jinabert" (models/jinabert.py, both variants), "bert"
+(models/bert.py), "qwen2"/"qwen3" (models/qwen.py). Settings shipped with a model's own
+sentence-transformers files take precedence over these at load time (see models/folder.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BGE_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    repo: str
+    architecture: str                 # "jinabert" | "bert" | "qwen2" | "qwen3"
+    pooling: str                      # "mean" | "cls" | "last"
+    query_prefix: str
+    document_prefix: str
+    dim: int
+    matryoshka_dims: tuple[int, ...]
+    max_length: int                   # the model's own limit; documents are cut at 512 tokens by default
+    license: str
+    commercial: bool                  # licence allows commercial use
+    opt_in: bool                      # needs --accept-license once
+    description: str
+
+
+def _entry(id: str, repo: str, architecture: str, pooling: str, dim: int, max_length: int, license: str,
+           description: str, *, query_prefix: str = "", document_prefix: str = "",
+           matryoshka_dims: tuple[int, ...] = (), commercial: bool = True, opt_in: bool = False) -> ModelInfo:
+    return ModelInfo(id, repo, architecture, pooling, query_prefix, document_prefix, dim, matryoshka_dims,
+                     max_length, license, commercial, opt_in, description)
+
+
+_MODELS = [
+    _entry("jina-code-v2", "jinaai/jina-embeddings-v2-base-code", "jinabert", "mean", 768, 8192, "Apache-2.0",
+           "JinaBERT v2 for code and English, 161M parameters, 30 programming languages (default)"),
+    _entry("jina-base-en", "jinaai/jina-embeddings-v2-base-en", "jinabert", "mean", 768, 8192, "Apache-2.0",
+           "JinaBERT v2 for English text, 137M parameters"),
+    _entry("minilm", "sentence-transformers/all-MiniLM-L6-v2", "bert", "mean", 384, 256, "Apache-2.0",
+           "all-MiniLM-L6-v2, 22M parameters: small and fast, general English"),
+    _entry("bge-small", "BAAI/bge-small-en-v1.5", "bert", "cls", 384, 512, "MIT",
+           "BGE small English v1.5, 33M parameters", query_prefix=BGE_QUERY_PREFIX),
+    _entry("arctic-s", "Snowflake/snowflake-arctic-embed-s", "bert", "cls", 384, 512, "Apache-2.0",
+           "Snowflake Arctic Embed S, 33M parameters, retrieval-tuned", query_prefix=BGE_QUERY_PREFIX),
+    # ---- Qwen-based decoder embedders (models/qwen.py; entries maintained by the qwen helper) ----
+]
+
+REGISTRY: dict[str, ModelInfo] = {info.id: info for info in _MODELS}
+DEFAULT_MODEL = "jina-code-v2"
+
+
+def get(model_id: str) -> ModelInfo | None:
+    """The registry entry for a short id, or for its Hugging Face repo id; None if unknown."""
+    if model_id in REGISTRY:
+        return REGISTRY[model_id]
+    return next((info for info in REGISTRY.values() if info.repo == model_id), None)
