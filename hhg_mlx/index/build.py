@@ -1,0 +1,213 @@
+"""The build pipeline: walk → stat compare → hash changed files → extract changed files →
+write in batched transactions → embed new windows through the cache.
+
+Every batch of files is one transaction holding both the file rows (with their new stat and
+hash) and their blocks, so an interrupted build leaves the last committed batch intact and the
+next build skips exactly the files already written.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+from .store import FileRow, PreparedBlock, Store, digest, windows
+
+if TYPE_CHECKING:
+    from ..encoder import Encoder
+    from .walk import FileEntry
+
+BuildProgress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total); stages "scan", "extract", "embed"."""
+
+BATCH_FILES = 200          # files per write transaction (what Ctrl-C can lose at most)
+EMBED_BATCH = 256          # windows per embedding call and transaction
+PARALLEL_MIN_FILES = 400   # extract in worker processes only for this many changed files or more
+
+
+@dataclass
+class BuildStats:
+    added: int = 0
+    modified: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    blocks: int = 0                                   # blocks written by this build
+    embedded: int = 0                                 # windows sent to the encoder
+    cached: int = 0                                   # new windows whose vector came from the cache
+    skipped: dict[str, int] = field(default_factory=dict)   # reason -> files not indexed (whole tree)
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    """What differs between the tree and the index, from stat alone."""
+
+    changed: list[tuple["FileEntry", FileRow | None]]   # new (row None) or size/mtime differs
+    deleted: list[FileRow]
+    unchanged: int
+    walk_skipped: dict[str, int]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a worker found for one changed file."""
+
+    path: str
+    hash: str | None
+    status: str                           # "same" (content unchanged), "ok", or a skip reason
+    language: str | None = None
+    blocks: list[PreparedBlock] = field(default_factory=list)
+
+
+def scan(root: Path, known: dict[str, FileRow]) -> Plan:
+    from .walk import walk
+
+    result = walk(root)
+    changed, seen = [], set()
+    for entry in result.files:
+        seen.add(entry.path)
+        row = known.get(entry.path)
+        if row is None or row.size != entry.size or row.mtime_ns != entry.mtime_ns:
+            changed.append((entry, row))
+    deleted = [row for path, row in known.items() if path not in seen]
+    changed.sort(key=lambda item: item[0].path)
+    return Plan(changed, deleted, len(result.files) - len(changed), dict(result.skipped))
+
+
+def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
+    """Hash a changed file; when its content really changed, read, extract and prepare its blocks."""
+    from .extract import extract, read_source
+    from .languages import language_for
+
+    full = os.path.join(root, path)
+    try:
+        with open(full, "rb") as fh:
+            h = digest(fh.read())
+    except OSError:
+        return Outcome(path, None, "unreadable")
+    if h == old_hash:
+        return Outcome(path, h, "same")
+    language = language_for(path)
+    if language is None:
+        return Outcome(path, h, "unsupported")
+    text, reason = read_source(Path(full))
+    if text is None:
+        return Outcome(path, h, reason or "unreadable", language)
+    try:
+        blocks = extract(path, text)
+    except Exception:  # a parser bug must not stop the build; the file is counted as skipped
+        return Outcome(path, h, "extract-error", language)
+    return Outcome(path, h, "ok", language, [PreparedBlock.of(b) for b in blocks])
+
+
+def _prepare_star(args: tuple[str, str, str | None]) -> Outcome:
+    return prepare(*args)
+
+
+def _outcomes(root: Path, changed: list[tuple["FileEntry", FileRow | None]], workers: int) -> Iterator[Outcome]:
+    jobs = [(str(root), entry.path, row.hash if row else None) for entry, row in changed]
+    if workers <= 1 or len(jobs) < PARALLEL_MIN_FILES:
+        yield from map(_prepare_star, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_prepare_star, jobs, chunksize=16)
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(store: Store, root: Path, *, model: str | None = None,
+        get_encoder: Callable[[], "Encoder | None"] | None = None, progress: BuildProgress | None = None,
+        workers: int | None = None) -> BuildStats:
+    """Bring the index in `store` up to date with the tree at `root`. With a `model`, windows without a
+    vector for it are embedded by `get_encoder()` (called only when there are such windows)."""
+    started = time.perf_counter()
+    report = progress or (lambda stage, done, total: None)
+    stats = BuildStats()
+    plan = scan(root, store.files())
+    report("scan", len(plan.changed) + plan.unchanged, len(plan.changed) + plan.unchanged)
+    stats.unchanged = plan.unchanged
+    if plan.deleted:
+        with store.transaction():
+            for row in plan.deleted:
+                store.delete_file(row.id)
+        stats.deleted = len(plan.deleted)
+
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    entries = {entry.path: (entry, row) for entry, row in plan.changed}
+    done = 0
+    report("extract", 0, len(plan.changed))
+    for batch in _batches(_outcomes(root, plan.changed, workers), BATCH_FILES):
+        with store.transaction():
+            for out in batch:
+                entry, row = entries[out.path]
+                if out.status == "same":
+                    store.touch_file(row.id, entry.size, entry.mtime_ns)
+                    stats.unchanged += 1
+                    continue
+                store.put_file(out.path, entry.size, entry.mtime_ns, out.hash, out.language, out.status, out.blocks)
+                if out.blocks and model:
+                    store.set_meta(embedded="")
+                stats.blocks += len(out.blocks)
+                stats.cached += sum(len(b.windows) for b in out.blocks)
+                if row is None:
+                    stats.added += 1
+                else:
+                    stats.modified += 1
+            done += len(batch)
+            report("extract", done, len(plan.changed))
+
+    new_windows, stats.cached = stats.cached, 0
+    if model and store.meta().get("embedded") != model:
+        stats.embedded = embed_missing(store, model, get_encoder, report)
+        stats.cached = max(new_windows - stats.embedded, 0)
+
+    skipped = Counter(plan.walk_skipped)
+    skipped.update(r[0] for r in store.conn.execute("SELECT status FROM files WHERE status != 'ok'"))
+    stats.skipped = dict(skipped)
+    with store.transaction():
+        store.set_meta(updated_at=time.time(), walk_skipped=plan.walk_skipped)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def embed_missing(store: Store, model: str, get_encoder: Callable[[], "Encoder | None"] | None,
+                  report: BuildProgress) -> int:
+    """Embed every window that has no vector for `model` yet, one transaction per batch, so an
+    interrupted embedding stage resumes where it stopped. Returns how many were embedded."""
+    missing = list(store.missing_windows(model))
+    encoder = get_encoder() if missing and get_encoder else None
+    if missing and encoder is None:
+        return 0
+    report("embed", 0, len(missing))
+    for start in range(0, len(missing), EMBED_BATCH):
+        chunk = missing[start:start + EMBED_BATCH]
+        block_windows: dict[int, list[str]] = {}
+        for _, block_id, _ in chunk:
+            if block_id not in block_windows:
+                (text,) = store.conn.execute("SELECT text FROM blocks WHERE id = ?", (block_id,)).fetchone()
+                block_windows[block_id] = windows(text)
+        texts = [block_windows[block_id][seq] for _, block_id, seq in chunk]
+        vectors = encoder.embed_documents(
+            texts, progress=lambda done, _total, start=start: report("embed", start + done, len(missing)))
+        with store.transaction():
+            store.put_embeddings(model, [h for h, _, _ in chunk], vectors)
+            if start == 0:
+                store.set_meta(dim=encoder.dim)
+        report("embed", start + len(chunk), len(missing))
+    with store.transaction():
+        store.set_meta(embedded=model)
+    return len(missing)

@@ -1,0 +1,314 @@
+"""`Index`: the public handle on one codebase's index (`<root>/.hhg/index.sqlite`).
+
+Searching never updates the index implicitly: front ends call `idx.update()` first (a stat-only
+walk when nothing changed), so a search sees the tree as it is now, and a library user decides.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import HhgError, IndexNotFound, ModelUnavailable
+from ..search import VectorMatrix, rank
+from ..tokens import STOP_WORDS, query_terms, terms
+from ..types import Filters, Hit
+from .build import BuildProgress, BuildStats, run, scan
+from .store import DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, db_path
+
+if TYPE_CHECKING:
+    from ..encoder import Encoder
+
+__all__ = ["Index", "BuildProgress", "BuildStats", "find_indexes", "clean"]
+
+MODES = ("hybrid", "keyword", "semantic")
+LOCK_WAIT_S = 2.0              # how long a build waits for another build's lock before IndexLocked
+SIMILAR_TERMS = 32             # identifiers of a block used as the keyword query of `similar`
+_PRUNE_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", INDEX_DIR})
+
+
+class Index:
+    """An open index. Searches read the last committed state; `build`/`update` take the build lock."""
+
+    def __init__(self, root: Path, store: Store, encoder: Encoder | None = None) -> None:
+        self.root = root
+        self.notices: list[str] = []
+        self.last_stats: BuildStats | None = None
+        self._store = store
+        self._encoder = encoder
+        self._injected = encoder is not None
+        self._encoder_error: str | None = None
+        self._vectors: VectorMatrix | None = None
+        self._vectors_key: tuple | None = None
+        self._writes = 0           # own commits (SQLite's data_version only counts other connections')
+
+    # -- opening and building ------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, *, encoder: Encoder | None = None) -> "Index":
+        root = _directory(root)
+        return cls(root, Store.open(root), encoder)
+
+    @classmethod
+    def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
+              progress: BuildProgress | None = None, encoder: Encoder | None = None,
+              accept_license: bool = False) -> "Index":
+        """Create the index or bring it up to date. `model=None` keeps the index's model, else uses the
+        default model when it is installed locally, else builds keyword-only. `force` starts afresh."""
+        root = _directory(root)
+        with BuildLock(root, LOCK_WAIT_S):
+            if force:
+                _remove_database(root)
+            store = Store.open(root, create=True)
+            idx = cls(root, store, encoder)
+            try:
+                model_id = idx._choose_model(model, accept_license)
+                idx.last_stats = idx._run(model_id, progress)
+                with store.transaction():
+                    store.set_meta(built_at=time.time())
+            except BaseException:
+                store.close()
+                raise
+        return idx
+
+    def update(self, progress: BuildProgress | None = None) -> BuildStats:
+        """Bring the index up to date with the tree: stat every file, hash only files whose size or
+        mtime changed, re-extract only those whose content changed, embed only new windows."""
+        with BuildLock(self.root, LOCK_WAIT_S):
+            self.last_stats = self._run(self._store.meta().get("model") or None, progress)
+        return self.last_stats
+
+    def _run(self, model: str | None, progress: BuildProgress | None) -> BuildStats:
+        try:
+            return run(self._store, self.root, model=model, get_encoder=self._build_encoder, progress=progress)
+        finally:
+            self._writes += 1
+
+    def _choose_model(self, model: str | None, accept_license: bool) -> str | None:
+        """The model id this build embeds with (stored in meta), or None for keyword-only."""
+        if self._encoder is not None:
+            chosen = self._encoder.model_id
+        elif model is not None:
+            chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
+            _check_license(chosen, accept_license)
+            self._encoder = _load_encoder(chosen, download=True)
+        else:
+            chosen = self._store.meta().get("model") or _installed_default_model()
+        if chosen:
+            with self._store.transaction():
+                self._store.set_meta(model=chosen)
+        return chosen
+
+    def _build_encoder(self) -> Encoder | None:
+        """The encoder for new windows; None (and a notice) when it cannot be loaded."""
+        encoder = self._query_encoder()
+        if encoder is None:
+            self._notice(f"new blocks were not embedded: {self._encoder_error}")
+        return encoder
+
+    # -- searching -------------------------------------------------------------------------------
+    def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid") -> list[Hit]:
+        """Ranked blocks for `query`. `hybrid` falls back to keyword (with one notice) when the index has
+        no vectors or the model cannot be loaded; `semantic` raises ModelUnavailable instead."""
+        if mode not in MODES:
+            raise HhgError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        vectors = query_vector = None
+        if mode != "keyword":
+            vectors = self._semantic_ready(required=mode == "semantic")
+            if vectors is not None:
+                query_vector = self._encoder.embed_queries([query])[0]
+        words = query_terms(query) if mode != "semantic" else []
+        return rank(self._store, query, words, k, filters, vectors=vectors, query_vector=query_vector)
+
+    def similar(self, file: str, *, name: str | None = None, line: int | None = None, k: int = 10,
+                filters: Filters | None = None) -> list[Hit]:
+        """Blocks like the block of `file` named `name` (or containing `line`): by its stored vector
+        when the index has vectors, else by a keyword query made of its identifiers."""
+        block_id, block_name, text = self._find_block(file, name, line)
+        vectors = self._vectors_matrix()
+        vector = vectors.block_vector(block_id) if vectors is not None else None
+        if vector is not None:
+            return rank(self._store, "", [], k, filters, vectors=vectors, query_vector=vector, exclude=block_id)
+        counts: dict[str, int] = {}
+        for term in terms(f"{block_name} {text}"):
+            if term not in STOP_WORDS and not term.isdigit():
+                counts[term] = counts.get(term, 0) + 1
+        words = sorted(counts, key=lambda t: -counts[t])[:SIMILAR_TERMS]
+        return rank(self._store, "", words, k, filters, exclude=block_id)
+
+    def _find_block(self, file: str, name: str | None, line: int | None) -> tuple[int, str, str]:
+        path = self._relative(file)
+        rows = self._store.conn.execute(
+            "SELECT b.id, b.name, b.text, b.start_line, b.end_line FROM blocks b JOIN files f ON f.id = b.file_id "
+            "WHERE f.path = ? ORDER BY b.start_line", (path,)).fetchall()
+        if not rows:
+            raise HhgError(f"{path} is not in the index of {self.root}")
+        if name is not None:
+            matches = ([r for r in rows if r[1] == name]
+                       or [r for r in rows if r[1].rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]])
+            if not matches:
+                raise HhgError(f"{path} has no function, class or section named {name!r}")
+        elif line is not None:
+            matches = sorted((r for r in rows if r[3] <= line <= r[4]), key=lambda r: r[4] - r[3])
+            if not matches:
+                raise HhgError(f"{path} has no line {line}")
+        else:
+            raise HhgError("similar() needs a name or a line")
+        return matches[0][0], matches[0][1], matches[0][2]
+
+    def _relative(self, file: str) -> str:
+        path = Path(file)
+        if path.is_absolute():
+            try:
+                path = path.resolve().relative_to(self.root)
+            except ValueError:
+                raise HhgError(f"{file} is outside the index root {self.root}") from None
+        return path.as_posix().removeprefix("./")
+
+    # -- vectors and the encoder -----------------------------------------------------------------
+    def _semantic_ready(self, *, required: bool) -> VectorMatrix | None:
+        """The vector matrix when semantic search can run now, else None (hybrid) or ModelUnavailable."""
+        meta = self._store.meta()
+        vectors, reason = None, "this index has no embeddings; run `hhg build --model MODEL` to add them"
+        if meta.get("model") and meta.get("dim"):
+            if self._query_encoder() is None:
+                reason = self._encoder_error
+            elif len(vectors := self._vectors_matrix()):
+                reason = None
+        if reason is None:
+            return vectors
+        if required:
+            raise ModelUnavailable(f"semantic search unavailable: {reason}")
+        self._notice(f"semantic search unavailable ({reason}); showing keyword results")
+        return None
+
+    def _vectors_matrix(self) -> VectorMatrix | None:
+        meta = self._store.meta()
+        model, dim = meta.get("model"), meta.get("dim")
+        if not model or not dim:
+            return None
+        key = (model, self._store.data_version(), self._writes)
+        if key != self._vectors_key:
+            self._vectors = VectorMatrix.load(self._store, model, int(dim))
+            self._vectors_key = key
+        return self._vectors
+
+    def _query_encoder(self) -> Encoder | None:
+        meta = self._store.meta()
+        model = meta.get("model")
+        if self._encoder is None and self._encoder_error is None and model:
+            try:
+                self._encoder = _load_encoder(model, download=False)
+            except HhgError as err:
+                self._encoder_error = str(err)
+        if self._injected and model and self._encoder.model_id != model:
+            self._encoder_error = f"the encoder is {self._encoder.model_id}, the index was built with {model}"
+            return None
+        if self._encoder is not None and meta.get("dim") and int(meta["dim"]) != self._encoder.dim:
+            self._encoder_error = (f"the encoder gives {self._encoder.dim}-dim vectors, the index holds "
+                                   f"{meta['dim']}-dim ones; run `hhg build --force`")
+            return None
+        if self._encoder is None and self._encoder_error is None:
+            self._encoder_error = "this index has no model"
+        return self._encoder
+
+    def _notice(self, message: str) -> None:
+        if message not in self.notices:
+            self.notices.append(message)
+
+    # -- status ----------------------------------------------------------------------------------
+    def status(self) -> dict:
+        store = self._store
+        meta = store.meta()
+        plan = scan(self.root, store.files())
+        ok = store.conn.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0]
+        skipped: dict[str, int] = dict(plan.walk_skipped)
+        for reason, count in store.conn.execute(
+                "SELECT status, COUNT(*) FROM files WHERE status != 'ok' GROUP BY status"):
+            skipped[reason] = skipped.get(reason, 0) + count
+        path = db_path(self.root)
+        size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+        return {
+            "root": str(self.root), "files": ok, "blocks": store.count("blocks"),
+            "vectors": store.count_vectors(meta.get("model")), "model": meta.get("model"),
+            "dim": int(meta["dim"]) if meta.get("dim") else None,
+            "backend": getattr(self._encoder, "backend", None), "schema": SCHEMA_VERSION, "size_bytes": size,
+            "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
+            "stale": len(plan.changed) + len(plan.deleted), "skipped": skipped,
+        }
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def find_indexes(path: str | Path) -> list[Path]:
+    """Every `.hhg` index directory at or below `path` (sorted); `.git` and `node_modules` are not searched."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(path):
+        if (Path(dirpath) / INDEX_DIR / DB_NAME).is_file():
+            found.append(Path(dirpath) / INDEX_DIR)
+        dirnames[:] = sorted(d for d in dirnames if d not in _PRUNE_DIRS)
+    return sorted(found)
+
+
+def clean(path: str | Path, recursive: bool = False) -> list[Path]:
+    """Remove the `.hhg` directory of `path` (with `recursive`, every one below it); returns what went."""
+    targets = find_indexes(path) if recursive else [Path(path) / INDEX_DIR]
+    removed = []
+    for target in targets:
+        if target.is_dir():
+            shutil.rmtree(target)
+            removed.append(target)
+    return removed
+
+
+def _directory(root: str | Path) -> Path:
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise IndexNotFound(f"{root}: no such directory")
+    return path.resolve()
+
+
+def _remove_database(root: Path) -> None:
+    path = db_path(root)
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _load_encoder(model: str, *, download: bool) -> Encoder:
+    try:
+        from ..loader import load_encoder
+    except ImportError as err:
+        raise ModelUnavailable(f"no encoder backend is available ({err})") from None
+    return load_encoder(model, download=download)
+
+
+def _installed_default_model() -> str | None:
+    try:
+        from ..models.hub import is_installed
+        from ..models.registry import DEFAULT_MODEL
+    except ImportError:
+        return None
+    return DEFAULT_MODEL if is_installed(DEFAULT_MODEL) else None
+
+
+def _check_license(model: str, accept: bool) -> None:
+    try:
+        from ..license import ensure_accepted
+        from ..models.registry import get
+    except ImportError:
+        return
+    info = get(model)
+    if info is not None and info.opt_in:
+        ensure_accepted(info, accept)

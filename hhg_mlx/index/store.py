@@ -1,0 +1,338 @@
+"""The SQLite store under `<root>/.hhg/`: files, blocks, an FTS5 table of split identifiers,
+embedding windows and the embedding cache.
+
+One database file in WAL mode: a build writes in transactions while searches read the last
+committed state. Window vectors live only in the cache, keyed by (model, window text hash), so a
+renamed or restored block is never embedded twice; `windows` maps each block to its window hashes.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
+from ..tokens import index_text
+from ..types import Block
+
+SCHEMA_VERSION = 1
+INDEX_DIR = ".hhg"
+DB_NAME = "index.sqlite"
+LOCK_NAME = "build.lock"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT,
+    language TEXT,
+    status TEXT NOT NULL            -- 'ok', or why the file is not indexed ('binary', 'encoding', ...)
+);
+CREATE TABLE blocks (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX blocks_file ON blocks(file_id);
+CREATE VIRTUAL TABLE fts USING fts5(name, path, doc, body, tokenize = "unicode61 remove_diacritics 2 tokenchars '_'");
+CREATE TABLE windows (
+    block_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (block_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX windows_hash ON windows(hash);
+CREATE TABLE embeddings (
+    model TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vec BLOB NOT NULL,
+    PRIMARY KEY (model, hash)
+) WITHOUT ROWID;
+"""
+
+# Embedding windows: blocks longer than this are embedded as overlapping line windows.
+WINDOW_CHARS = 1500
+WINDOW_OVERLAP_LINES = 3
+
+
+def digest(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def windows(text: str, max_chars: int = WINDOW_CHARS, overlap: int = WINDOW_OVERLAP_LINES) -> list[str]:
+    """Split a block into line windows of about `max_chars`, consecutive windows sharing `overlap`
+    lines. A block that fits is one window; a single over-long line is its own window."""
+    if len(text) <= max_chars:
+        return [text]
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    start = 0
+    while start < len(lines):
+        end, size = start, 0
+        while end < len(lines) and (end == start or size + len(lines[end]) <= max_chars):
+            size += len(lines[end])
+            end += 1
+        out.append("".join(lines[start:end]))
+        if end >= len(lines):
+            break
+        start = max(end - overlap, start + 1)
+    return out
+
+
+@dataclass(slots=True)
+class FileRow:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+    language: str | None
+    status: str
+
+
+def index_dir(root: Path) -> Path:
+    return Path(root) / INDEX_DIR
+
+
+def db_path(root: Path) -> Path:
+    return index_dir(root) / DB_NAME
+
+
+@dataclass(slots=True)
+class PreparedBlock:
+    """A block with everything its rows need, computed outside the write transaction (and
+    possibly in a worker process): text hash, FTS column values, window hashes."""
+
+    block: Block
+    hash: str
+    fts: tuple[str, str, str, str]       # name, path, doc (docstring + signature line), body
+    windows: list[str]
+
+    @classmethod
+    def of(cls, block: Block) -> "PreparedBlock":
+        signature = block.text.split("\n", 1)[0]
+        fts = (index_text(block.name), index_text(block.path), index_text(block.doc + "\n" + signature),
+               index_text(block.text))
+        return cls(block, digest(block.text), fts, [digest(w) for w in windows(block.text)])
+
+
+class Store:
+    """A connection to one index database. Every write method expects the caller's transaction."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, *, create: bool = False) -> "Store":
+        path = db_path(root)
+        if not path.exists():
+            if not create:
+                raise IndexNotFound(f"no index in {root}; run `hhg build {root}` first")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        store = cls(path, conn)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            version = store._schema_version()
+            if version is None:
+                if not create:
+                    raise IndexCorrupt(f"{path} is empty; run `hhg build --force {root}`")
+                store._create()
+            elif version < 0:
+                raise IndexCorrupt(f"{path} is not an hhg index; run `hhg build --force {root}`")
+            elif version != SCHEMA_VERSION:
+                raise SchemaMismatch(f"the index in {root} has schema version {version}, this hhg needs "
+                                     f"{SCHEMA_VERSION}; run `hhg build --force {root}` to rebuild it")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise IndexCorrupt(f"{path} is damaged or not an index ({err}); run `hhg build --force {root}`") from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _schema_version(self) -> int | None:
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        if "meta" not in tables:
+            return -1
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return int(row[0]) if row and row[0].isdigit() else -1
+
+    def _create(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            now = str(time.time())
+            self.set_meta(schema=SCHEMA_VERSION, created_at=now)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions and meta -------------------------------------------------------------------
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta"))
+
+    def set_meta(self, **values: object) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                              [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()])
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (SQLite's `PRAGMA data_version`)."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- files -----------------------------------------------------------------------------------
+    def files(self) -> dict[str, FileRow]:
+        return {r[1]: FileRow(*r) for r in self.conn.execute(
+            "SELECT id, path, size, mtime_ns, hash, language, status FROM files")}
+
+    def touch_file(self, file_id: int, size: int, mtime_ns: int) -> None:
+        self.conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+
+    def put_file(self, path: str, size: int, mtime_ns: int, hash: str | None, language: str | None,
+                 status: str, blocks: Iterable[PreparedBlock]) -> int:
+        """Insert or replace a file with its blocks (old blocks, FTS rows and windows go)."""
+        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+        if row:
+            file_id = row[0]
+            self._delete_blocks(file_id)
+            self.conn.execute("UPDATE files SET size = ?, mtime_ns = ?, hash = ?, language = ?, status = ? "
+                              "WHERE id = ?", (size, mtime_ns, hash, language, status, file_id))
+        else:
+            file_id = self.conn.execute(
+                "INSERT INTO files(path, size, mtime_ns, hash, language, status) VALUES (?, ?, ?, ?, ?, ?)",
+                (path, size, mtime_ns, hash, language, status)).lastrowid
+        for prepared in blocks:
+            b = prepared.block
+            block_id = self.conn.execute(
+                "INSERT INTO blocks(file_id, start_line, end_line, kind, name, language, hash, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (file_id, b.start_line, b.end_line, b.kind, b.name, b.language, prepared.hash, b.text)).lastrowid
+            self.conn.execute("INSERT INTO fts(rowid, name, path, doc, body) VALUES (?, ?, ?, ?, ?)",
+                              (block_id, *prepared.fts))
+            self.conn.executemany("INSERT INTO windows(block_id, seq, hash) VALUES (?, ?, ?)",
+                                  [(block_id, i, h) for i, h in enumerate(prepared.windows)])
+        return file_id
+
+    def delete_file(self, file_id: int) -> None:
+        self._delete_blocks(file_id)
+        self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
+    def _delete_blocks(self, file_id: int) -> None:
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM blocks WHERE file_id = ?", (file_id,))]
+        if not ids:
+            return
+        rows = [(i,) for i in ids]
+        self.conn.executemany("DELETE FROM fts WHERE rowid = ?", rows)
+        self.conn.executemany("DELETE FROM windows WHERE block_id = ?", rows)
+        self.conn.execute("DELETE FROM blocks WHERE file_id = ?", (file_id,))
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def missing_windows(self, model: str) -> Iterator[tuple[str, int, int]]:
+        """(hash, block_id, seq) of one window per hash that has no vector for `model` yet."""
+        return iter(self.conn.execute(
+            "SELECT w.hash, MIN(w.block_id), w.seq FROM windows w "  # seq comes from the MIN row
+            "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = w.hash) "
+            "GROUP BY w.hash", (model,)).fetchall())
+
+    def put_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.conn.executemany("INSERT OR REPLACE INTO embeddings(model, hash, vec) VALUES (?, ?, ?)",
+                              [(model, h, v.tobytes()) for h, v in zip(hashes, vectors)])
+
+    def window_vectors(self, model: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(block ids, vectors) of every embedded window, ordered by block id then window."""
+        rows = self.conn.execute(
+            "SELECT w.block_id, e.vec FROM windows w JOIN embeddings e ON e.model = ? AND e.hash = w.hash "
+            "ORDER BY w.block_id, w.seq", (model,)).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, vecs
+
+    def count(self, table: str) -> int:
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def count_vectors(self, model: str | None) -> int:
+        if not model:
+            return 0
+        return self.conn.execute("SELECT COUNT(*) FROM windows w JOIN embeddings e "
+                                 "ON e.model = ? AND e.hash = w.hash", (model,)).fetchone()[0]
+
+
+class _Transaction:
+    """`with store.transaction():` — BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception
+    (KeyboardInterrupt included), then the exception propagates."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+class BuildLock:
+    """Exclusive, advisory lock on `.hhg/build.lock` (flock): one writer per index at a time.
+    Waits up to `wait` seconds, then raises IndexLocked. Readers never take it."""
+
+    def __init__(self, root: Path, wait: float = 2.0) -> None:
+        self.path = index_dir(root) / LOCK_NAME
+        self.wait = wait
+        self.fd: int | None = None
+
+    def __enter__(self) -> "BuildLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise IndexLocked(f"another hhg build is updating the index in {self.path.parent.parent}; "
+                                      f"wait for it to finish and try again") from None
+                time.sleep(0.05)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,235 @@
+"""Retrieval and ranking: BM25 over split identifiers, cosine over window vectors, reciprocal-rank
+fusion, then code-aware boosts. Filters restrict both retrievers before any cut, so a filter never
+leaves fewer than k hits when k matching blocks exist.
+
+Every ranking constant lives in the block below.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .tokens import fts_query, split_identifier, terms
+from .types import Filters, Hit
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .index.store import Store
+
+# ---- ranking constants -------------------------------------------------------------------------
+FIELD_WEIGHTS = (8.0, 3.0, 2.0, 1.0)   # bm25() weights of the FTS columns name, path, doc, body
+POOL = 100                             # candidates taken from each retriever before boosts (at least 3k)
+RRF_K = 60.0                           # reciprocal-rank fusion: score = sum(weight / (RRF_K + rank))
+FUSION_WEIGHTS = {"bm25": 1.0, "cosine": 1.0}
+BOOSTS = {
+    "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs")
+    "name_in_query": 1.5,    # an identifier of the query is the block's name
+    "name_terms": 1.25,      # every part of the block's (multi-part) name is a query term
+    "definition": 1.2,       # functions, methods and classes over module code, sections and chunks
+    "noise_path": 0.5,       # tests, examples, vendored and generated code, unless the query asks for them
+}
+DEFINITION_KINDS = frozenset({"function", "method", "class"})
+NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
+                         "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark"})
+_NOISE_DIRS = r"tests?|testing|__tests__|specs?|examples?|samples?|vendor|vendored|third_party|node_modules|" \
+              r"generated|__generated__|fixtures?|mocks?|benchmarks?"
+_NOISE_FILES = r"test_[^/]*|[^/]*_tests?\.[^/]*|[^/]*\.(?:test|spec)\.[^/]*|conftest\.py|[^/]*_pb2\.py|" \
+               r"[^/]*\.pb\.go|[^/]*_generated\.[^/]*|[^/]*\.generated\.[^/]*"
+NOISE_PATH = re.compile(rf"(?:^|/)(?:{_NOISE_DIRS})/|(?:^|/)(?:{_NOISE_FILES})$", re.IGNORECASE)
+_IDENT = re.compile(r"[^\W\d][\w.]*")
+
+
+@dataclass(slots=True)
+class Candidate:
+    id: int
+    bm25: float | None = None
+    bm25_rank: int | None = None
+    cosine: float | None = None
+    cosine_rank: int | None = None
+
+
+class VectorMatrix:
+    """All window vectors of one model in memory; a block's cosine is the max over its windows."""
+
+    def __init__(self, window_blocks: np.ndarray, vectors: np.ndarray, block_files: np.ndarray) -> None:
+        import numpy as np
+
+        self.vectors = vectors
+        self.starts = np.flatnonzero(np.r_[True, window_blocks[1:] != window_blocks[:-1]]) if len(vectors) \
+            else np.zeros(0, dtype=np.int64)
+        self.blocks = window_blocks[self.starts]          # sorted block ids, one per block
+        self.files = block_files                          # file id of each entry of self.blocks
+
+    @classmethod
+    def load(cls, store: Store, model: str, dim: int) -> "VectorMatrix":
+        import numpy as np
+
+        window_blocks, vectors = store.window_vectors(model, dim)
+        rows = np.array(store.conn.execute("SELECT id, file_id FROM blocks ORDER BY id").fetchall(),
+                        dtype=np.int64).reshape(-1, 2)
+        matrix = cls(window_blocks, vectors, np.zeros(0, dtype=np.int64))
+        matrix.files = rows[np.searchsorted(rows[:, 0], matrix.blocks), 1] if len(rows) else matrix.blocks
+        return matrix
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def block_vector(self, block_id: int) -> np.ndarray | None:
+        """The normalised mean of a block's window vectors (None when it has none)."""
+        import numpy as np
+
+        pos = int(np.searchsorted(self.blocks, block_id))
+        if pos >= len(self.blocks) or self.blocks[pos] != block_id:
+            return None
+        end = self.starts[pos + 1] if pos + 1 < len(self.starts) else len(self.vectors)
+        mean = self.vectors[self.starts[pos]:end].mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    def top(self, query: np.ndarray, n: int, allowed: set[int] | None, exclude: int | None) -> list[tuple[int, float]]:
+        import numpy as np
+
+        if not len(self.blocks):
+            return []
+        scores = np.maximum.reduceat(self.vectors @ np.asarray(query, dtype=np.float32), self.starts)
+        if allowed is not None:
+            scores[~np.isin(self.files, np.fromiter(allowed, dtype=np.int64))] = -np.inf
+        if exclude is not None:
+            scores[self.blocks == exclude] = -np.inf
+        n = min(n, len(scores))
+        best = np.argpartition(-scores, n - 1)[:n]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(int(self.blocks[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
+
+
+def allowed_files(store: Store, filters: Filters | None) -> set[int] | None:
+    """Ids of the files that pass `filters` (None: no restriction)."""
+    if filters is None or not (filters.types or filters.exclude or filters.paths or filters.code_only):
+        return None
+    from .index.languages import CODE_LANGUAGES, matches_type
+
+    types = [t.strip() for spec in filters.types for t in spec.split(",") if t.strip()]
+    excluded = None
+    if filters.exclude:
+        import pathspec
+
+        excluded = pathspec.GitIgnoreSpec.from_lines(filters.exclude)
+    prefixes = [p.strip("/").removeprefix("./") for p in filters.paths]
+    keep = set()
+    for file_id, path, language in store.conn.execute("SELECT id, path, language FROM files WHERE status = 'ok'"):
+        language = language or ""
+        if types and not any(matches_type(language, path, t) for t in types):
+            continue
+        if filters.code_only and language not in CODE_LANGUAGES:
+            continue
+        if prefixes and not any(p in ("", ".") or path == p or path.startswith(p + "/") for p in prefixes):
+            continue
+        if excluded is not None and excluded.match_file(path):
+            continue
+        keep.add(file_id)
+    return keep
+
+
+def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
+            exclude: int | None) -> list[tuple[int, float]]:
+    """Top `n` (block id, BM25 score) for OR-ed `words`, higher is better; filters inside the SQL."""
+    sql = ["SELECT f.rowid, -bm25(fts, ?, ?, ?, ?) AS s FROM fts f"]
+    args: list = [*FIELD_WEIGHTS]
+    if allowed is not None:
+        sql.append("JOIN blocks b ON b.id = f.rowid")
+    sql.append("WHERE fts MATCH ?")
+    args.append(fts_query(words))
+    if allowed is not None:
+        sql.append("AND b.file_id IN (SELECT value FROM json_each(?))")
+        args.append(json.dumps(sorted(allowed)))
+    if exclude is not None:
+        sql.append("AND f.rowid != ?")
+        args.append(exclude)
+    sql.append("ORDER BY s DESC LIMIT ?")
+    args.append(n)
+    return store.conn.execute(" ".join(sql), args).fetchall()
+
+
+def boosts(query: str, words: list[str], path: str, kind: str, name: str) -> dict[str, float]:
+    """The multiplicative boosts that apply to one block for this query (empty: none)."""
+    out: dict[str, float] = {}
+    short = name.rsplit(".", 1)[-1]
+    parts = split_identifier(short) if short else ()
+    if parts and query:
+        query_parts = tuple(p for w in _IDENT.findall(query) for p in split_identifier(w.rsplit(".", 1)[-1]))
+        idents = {w.lower() for w in _IDENT.findall(query)}
+        if query_parts == parts:
+            out["exact_name"] = BOOSTS["exact_name"]
+        elif short.lower() in idents or name.lower() in idents:
+            out["name_in_query"] = BOOSTS["name_in_query"]
+        elif len(parts) > 1 and set(parts) <= set(words):
+            out["name_terms"] = BOOSTS["name_terms"]
+    if kind in DEFINITION_KINDS:
+        out["definition"] = BOOSTS["definition"]
+    if NOISE_PATH.search(path) and not NOISE_WORDS.intersection(words):
+        out["noise_path"] = BOOSTS["noise_path"]
+    return out
+
+
+def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | None = None, *,
+         vectors: VectorMatrix | None = None, query_vector: np.ndarray | None = None,
+         exclude: int | None = None) -> list[Hit]:
+    """Rank blocks for `words` (BM25) and/or `query_vector` (cosine); `query` is the user's text, used
+    for name boosts. With both retrievers the base score is reciprocal-rank fusion, otherwise the
+    retriever's own score; boosts multiply it."""
+    allowed = allowed_files(store, filters)
+    if allowed is not None and not allowed:
+        return []
+    pool = max(POOL, 3 * k)
+    found: dict[int, Candidate] = {}
+    if words:
+        for i, (block_id, score) in enumerate(keyword(store, words, pool, allowed, exclude)):
+            found[block_id] = Candidate(block_id, bm25=score, bm25_rank=i + 1)
+    use_vectors = vectors is not None and query_vector is not None
+    if use_vectors:
+        for i, (block_id, score) in enumerate(vectors.top(query_vector, pool, allowed, exclude)):
+            cand = found.setdefault(block_id, Candidate(block_id))
+            cand.cosine, cand.cosine_rank = score, i + 1
+    if not found:
+        return []
+
+    rows = _block_rows(store, list(found), with_text=False)
+    scored = []
+    for cand in found.values():
+        path, start, end, kind, name, language = rows[cand.id]
+        if words and use_vectors:
+            base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in
+                       (("bm25", cand.bm25_rank), ("cosine", cand.cosine_rank)) if r is not None)
+        else:
+            base = cand.bm25 if cand.bm25 is not None else cand.cosine
+        applied = boosts(query, words, path, kind, name)
+        score = base
+        for factor in applied.values():
+            score *= factor
+        if filters is not None and filters.threshold is not None and score < filters.threshold:
+            continue
+        scored.append((score, cand, applied))
+    scored.sort(key=lambda item: (-item[0], item[1].id))
+    scored = scored[:k]
+
+    texts = _block_rows(store, [c.id for _, c, _ in scored], with_text=True)
+    hits = []
+    query_terms = set(words)
+    for score, cand, applied in scored:
+        path, start, end, kind, name, language, text = texts[cand.id]
+        matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
+        explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,
+                   "cosine_rank": cand.cosine_rank, "fusion": "rrf" if words and use_vectors else None,
+                   "boosts": applied, "terms": matched}
+        hits.append(Hit(path, start, end, kind, name, float(score), text, language, explain))
+    return hits
+
+
+def _block_rows(store: Store, ids: list[int], *, with_text: bool) -> dict[int, tuple]:
+    columns = "b.id, f.path, b.start_line, b.end_line, b.kind, b.name, b.language" + (", b.text" if with_text else "")
+    rows = store.conn.execute(
+        f"SELECT {columns} FROM blocks b JOIN files f ON f.id = b.file_id "
+        "WHERE b.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+    return {r[0]: r[1:] for r in rows}

@@ -1,0 +1,60 @@
+"""Identifier-aware tokenisation shared by indexing and querying.
+
+`parseHTTPRequest` and `parse_http_request` both become `parse http request` (plus the whole
+identifier, lowercased), so a query in words finds code written in either convention and an
+exact identifier still scores higher than its parts.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# A word: letters, digits and underscores (any script). Everything else separates words.
+_WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*", re.UNICODE)
+# The parts of one underscore-free word: acronyms (HTTP in HTTPServer), Capitalised or lower words, numbers.
+_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+STOP_WORDS = frozenset("""
+a an and are as at be been but by can could did do does doing for from had has have how i if in into is it
+its me my of on or our should so than that the their them then there these they this those to was we were
+what when where which who whom why will with would you your
+""".split())
+
+
+@lru_cache(maxsize=1 << 16)
+def split_identifier(word: str) -> tuple[str, ...]:
+    """Lowercased parts of one identifier: `HTTPServer2_go` -> ('http', 'server', '2', 'go').
+    Case boundaries are only looked for in ASCII words; other words split on underscores only."""
+    pieces = word.split("_")
+    if not word.isascii():
+        return tuple(p.lower() for p in pieces if p)
+    return tuple(part.lower() for piece in pieces for part in _PART.findall(piece))
+
+
+def terms(text: str) -> list[str]:
+    """Every word of `text` as index terms: its identifier parts, then the whole word when it has
+    more than one part. Order follows the text; duplicates are kept (they count for BM25)."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        parts = split_identifier(word)
+        out.extend(parts)
+        if len(parts) > 1:
+            out.append(word.lower())
+    return out
+
+
+def index_text(text: str) -> str:
+    """The FTS column value for `text`: its terms joined by spaces."""
+    return " ".join(terms(text))
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct terms of a user query, stop words dropped (kept when nothing else is left)."""
+    all_terms = list(dict.fromkeys(terms(query)))
+    kept = [t for t in all_terms if t not in STOP_WORDS]
+    return kept or all_terms
+
+
+def fts_query(words: list[str]) -> str:
+    """An FTS5 MATCH expression that ORs the given terms, each quoted so no user input is syntax."""
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
