@@ -1,0 +1,221 @@
+"""Find the files worth indexing below a root, cheaply: names and `stat` only, never contents.
+
+Inside a git work tree the file list comes from `git ls-files --cached --others --exclude-standard` (git applies
+every `.gitignore`, `.git/info/exclude` and the global excludes); elsewhere from an `os.scandir` walk that applies
+nested `.gitignore` files with git's semantics through `pathspec`. `.hhgignore` files (same syntax) apply in both
+modes, after the `.gitignore` of the same folder. As in git, nothing below an ignored folder can be re-included.
+
+Folders never indexed, whatever the ignore files say:
+- version-control and hhg's own folders (`.git`, `.hhg`, `.hg`, `.svn`, `.bzr`), silently;
+- dependency and tool-cache folders (`node_modules`, `__pycache__`, `.venv`, `.tox`, `*.egg-info`, ... see
+  `EXCLUDED_DIRS`) and any folder holding a `pyvenv.cfg` (a virtualenv) or a `CACHEDIR.TAG` (a tool cache such as
+  Cargo's `target/`), counted as "excluded-dir" once per folder.
+Build outputs such as `dist/`, `build/` or `vendor/` are left to the ignore files: they are tracked source in too
+many projects to drop by name. Submodules, nested repositories and symlinked folders are not followed.
+
+Skipped files are counted by reason: "binary", "data", "lockfile", "minified" (by name, see `languages`),
+"too-large", "broken-symlink", "unreadable", "special" (fifos, sockets, devices).
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+from .languages import skip_reason_for_name
+
+SILENT_DIRS = frozenset({".git", ".hhg", ".hg", ".svn", ".bzr"})
+EXCLUDED_DIRS = frozenset({
+    "node_modules", "bower_components", "jspm_packages", "__pycache__", ".venv", ".tox", ".nox", ".eggs",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", "site-packages", ".gradle", ".terraform",
+    ".next", ".nuxt", ".svelte-kit", ".parcel-cache", ".angular", ".dart_tool",
+})
+MARKER_FILES = frozenset({"pyvenv.cfg", "CACHEDIR.TAG"})
+IGNORE_FILES = (".gitignore", ".hhgignore")
+
+
+@dataclass(slots=True)
+class FileEntry:
+    path: str       # POSIX, relative to the walk root
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class WalkResult:
+    files: list[FileEntry]
+    skipped: dict[str, int]   # skip reason -> count
+
+
+def walk(root: Path, max_file_bytes: int = 2_000_000) -> WalkResult:
+    """All indexable files below `root`, sorted by path, and the count of everything skipped, by reason."""
+    root = Path(root)
+    skipped: Counter[str] = Counter()
+    files: list[FileEntry] = []
+    paths = _git_paths(root)
+    if paths:
+        for rel in _filter_git_paths(root, paths, skipped):
+            _add_file(root / rel, rel, max_file_bytes, files, skipped)
+    else:
+        _scan(root, max_file_bytes, files, skipped)
+    files.sort(key=lambda f: f.path)
+    return WalkResult(files, dict(skipped))
+
+
+def _excluded_dir(name: str) -> bool:
+    return name in EXCLUDED_DIRS or name.endswith(".egg-info")
+
+
+def _add_file(path: Path | str, rel: str, max_bytes: int, files: list[FileEntry], skipped: Counter[str]) -> None:
+    """Stat one candidate file and either keep it or count why not."""
+    reason = skip_reason_for_name(posixpath.basename(rel))
+    if reason is None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                reason = "broken-symlink"
+            else:
+                return   # deleted from the work tree but still in git's index: not a file any more
+        except OSError:
+            reason = "unreadable"
+        else:
+            if stat.S_ISDIR(st.st_mode):
+                return   # a submodule, a nested repository or a symlinked folder: not followed
+            if not stat.S_ISREG(st.st_mode):
+                reason = "special"
+            elif st.st_size > max_bytes:
+                reason = "too-large"
+            else:
+                files.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
+                return
+    skipped[reason] += 1
+
+
+# --- ignore files -------------------------------------------------------------------------------------------------
+
+Ignores = tuple[tuple[str, GitIgnoreSpec], ...]   # (folder relative to the root, spec), outermost first
+
+
+def _read_spec(path: Path | str) -> GitIgnoreSpec | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    return GitIgnoreSpec.from_lines(lines) if any(line.strip() for line in lines) else None
+
+
+def _ignored(ignores: Ignores, rel: str, is_dir: bool) -> bool:
+    """git's verdict for `rel`: the deepest ignore file with a matching pattern decides, its last pattern wins."""
+    verdict = False
+    for base, spec in ignores:
+        if base:
+            if not rel.startswith(base + "/"):
+                continue
+            sub = rel[len(base) + 1:]
+        else:
+            sub = rel
+        decision = spec.check_file(sub + "/" if is_dir else sub).include
+        if decision is not None:
+            verdict = decision
+    return verdict
+
+
+# --- inside git ---------------------------------------------------------------------------------------------------
+
+def _git_paths(root: Path) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files below `root`, relative to it; None outside a git work tree."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True, check=False)
+    except OSError:
+        return None
+    if proc.returncode != 0:
+        return None
+    # Unmerged files are listed once per stage; nested repositories as "name/".
+    return sorted({os.fsdecode(p) for p in proc.stdout.split(b"\0") if p and not p.endswith(b"/")})
+
+
+def _filter_git_paths(root: Path, paths: list[str], skipped: Counter[str]) -> list[str]:
+    """Drop excluded folders and `.hhgignore` matches from git's list."""
+    markers = {posixpath.dirname(p) for p in paths if posixpath.basename(p) in MARKER_FILES}
+    specs = [(posixpath.dirname(p), p) for p in paths if posixpath.basename(p) == ".hhgignore"]
+    if (root / ".hhgignore").is_file() and ("", ".hhgignore") not in specs:
+        specs.append(("", ".hhgignore"))   # honoured even when .gitignore hides it from git's list
+    ignores: Ignores = tuple(sorted(
+        (base, spec) for base, rel in specs if (spec := _read_spec(root / rel)) is not None))
+
+    excluded: set[str] = set()
+    dir_verdicts: dict[str, bool] = {}
+    kept = []
+    for rel in paths:
+        parts = rel.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part in SILENT_DIRS:
+                break
+            if _excluded_dir(part) or (markers and "/".join(parts[:i + 1]) in markers):
+                excluded.add("/".join(parts[:i + 1]))
+                break
+        else:
+            if not (ignores and _git_hhgignored(ignores, parts, dir_verdicts)):
+                kept.append(rel)
+    if excluded:
+        skipped["excluded-dir"] += len(excluded)
+    return kept
+
+
+def _git_hhgignored(ignores: Ignores, parts: list[str], dir_verdicts: dict[str, bool]) -> bool:
+    """`.hhgignore` verdict for a file, ancestors first (a file in an ignored folder stays ignored)."""
+    for i in range(1, len(parts)):
+        folder = "/".join(parts[:i])
+        if folder not in dir_verdicts:
+            dir_verdicts[folder] = _ignored(ignores, folder, True)
+        if dir_verdicts[folder]:
+            return True
+    return _ignored(ignores, "/".join(parts), False)
+
+
+# --- outside git --------------------------------------------------------------------------------------------------
+
+def _scan(root: Path, max_bytes: int, files: list[FileEntry], skipped: Counter[str]) -> None:
+    """Depth-first `os.scandir` walk applying nested ignore files; ignored folders are never entered."""
+    stack: list[tuple[str, str, Ignores]] = [("", str(root), ())]
+    while stack:
+        rel_dir, abs_dir, ignores = stack.pop()
+        try:
+            with os.scandir(abs_dir) as it:
+                entries = list(it)
+        except OSError:
+            skipped["unreadable"] += 1
+            continue
+        names = {e.name for e in entries}
+        if rel_dir and not names.isdisjoint(MARKER_FILES):
+            skipped["excluded-dir"] += 1   # a virtualenv or a tool cache
+            continue
+        for name in IGNORE_FILES:
+            if name in names and (spec := _read_spec(os.path.join(abs_dir, name))) is not None:
+                ignores = (*ignores, (rel_dir, spec))
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                skipped["unreadable"] += 1
+                continue
+            if is_dir:
+                if entry.name in SILENT_DIRS:
+                    continue
+                if _excluded_dir(entry.name):
+                    skipped["excluded-dir"] += 1
+                elif not _ignored(ignores, rel, True):
+                    stack.append((rel, entry.path, ignores))
+            elif not _ignored(ignores, rel, False):
+                _add_file(entry.path, rel, max_bytes, files, skipped)
