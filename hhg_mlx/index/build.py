@@ -188,7 +188,7 @@ def embed_missing(store: Store, model: str, get_encoder: Callable[[], "Encoder |
                   report: BuildProgress) -> int:
     """Embed every window that has no vector for `model` yet, one transaction per batch, so an
     interrupted embedding stage resumes where it stopped. Returns how many were embedded."""
-    missing = list(store.missing_windows(model))
+    missing = store.missing_windows(model)
     encoder = get_encoder() if missing and get_encoder else None
     if missing and encoder is None:
         return 0

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -257,12 +257,12 @@ class Store:
         self.conn.execute("DELETE FROM blocks WHERE file_id = ?", (file_id,))
 
     # -- embeddings ------------------------------------------------------------------------------
-    def missing_windows(self, model: str) -> Iterator[tuple[str, int, int]]:
+    def missing_windows(self, model: str) -> list[tuple[str, int, int]]:
         """(hash, block_id, seq) of one window per hash that has no vector for `model` yet."""
-        return iter(self.conn.execute(
+        return self.conn.execute(
             "SELECT w.hash, MIN(w.block_id), w.seq FROM windows w "  # seq comes from the MIN row
             "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = w.hash) "
-            "GROUP BY w.hash", (model,)).fetchall())
+            "GROUP BY w.hash", (model,)).fetchall()
 
     def put_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
