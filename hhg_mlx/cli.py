@@ -206,15 +206,21 @@ def _progress(quiet: bool):
     return ProgressBar(enabled=False if quiet else None)
 
 
-def _build_kwargs(args: argparse.Namespace) -> dict:
+def _build_kwargs(args: argparse.Namespace, build) -> dict:
+    """`Index.build` keywords from the model options (`--task` only where the engine takes it)."""
     kwargs = {"model": args.model, "accept_license": args.accept_license}
     if args.task:
+        import inspect
+        if "task" not in inspect.signature(build).parameters:
+            raise HhgError("--task is not supported by this version of the index")
         kwargs["task"] = args.task
     return kwargs
 
 
 def open_index(start: Path, args: argparse.Namespace):
-    """The index covering `start`, updated; built first (with a notice) when there is none."""
+    """The index covering `start`, updated; built first (with a notice) when there is none.
+    While another process builds it, the search reads what that build has committed so far."""
+    from .errors import IndexLocked
     from .index.index import Index
     root = find_root(start)
     bar = _progress(args.quiet)
@@ -223,10 +229,12 @@ def open_index(start: Path, args: argparse.Namespace):
             folder = start if start.is_dir() else start.parent
             if not args.quiet:
                 eprint(f"indexing {folder} (first run)…")
-            return Index.build(folder.resolve(), progress=bar, **_build_kwargs(args))
+            return Index.build(folder.resolve(), progress=bar, **_build_kwargs(args, Index.build))
         idx = Index.open(root)
         try:
             idx.update(progress=bar)
+        except IndexLocked:
+            idx.notices.append("another build is updating this index; results may be incomplete")
         except BaseException:
             idx.close()
             raise
@@ -290,7 +298,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise HhgError(f"{args.path}: not a folder")
     bar = _progress(args.quiet)
     try:
-        idx = Index.build(folder.resolve(), force=args.force, progress=bar, **_build_kwargs(args))
+        idx = Index.build(folder.resolve(), force=args.force, progress=bar, **_build_kwargs(args, Index.build))
     finally:
         bar.close()
     try:
@@ -319,18 +327,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         idx.close()
     if args.json:
-        print(json.dumps({"root": str(root), **status}, indent=2, default=str))
+        print(json.dumps(status, indent=2, default=str))
     else:
-        sys.stdout.write(format_status(status, os.path.relpath(root)))
+        sys.stdout.write(format_status(status))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .index.index import find_indexes
-    roots = find_indexes(_existing(args.path))
-    for root in roots:
-        print(os.path.relpath(root))
-    return 0 if roots else 1
+    found = find_indexes(_existing(args.path))
+    for index_dir in found:
+        print(os.path.relpath(index_dir.parent))
+    return 0 if found else 1
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import textwrap
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -103,12 +104,14 @@ def _human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def format_status(status: dict, root: str) -> str:
+def format_status(status: dict) -> str:
     """`hhg status`: one `key: value` line per entry of `Index.status()`."""
-    lines = [f"index: {root}"]
+    lines = []
     for key, value in status.items():
         if key == "size_bytes" and isinstance(value, (int, float)):
             value = _human_bytes(value)
+        elif key.endswith("_at") and isinstance(value, (int, float)):
+            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in value.items()) or "none"
         elif isinstance(value, int) and not isinstance(value, bool):

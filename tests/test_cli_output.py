@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -205,10 +206,11 @@ def test_use_color(monkeypatch):
 
 
 def test_format_status():
-    text = format_status({"files": 1234, "blocks": 5, "model": None, "size_bytes": 3 * 1024 * 1024,
-                          "skipped": {"binary": 2, "too-large": 1}}, ".")
-    assert text.splitlines() == ["index: .", "files: 1,234", "blocks: 5", "model: -", "size bytes: 3.0 MiB",
-                                 "skipped: binary 2, too-large 1"]
+    built = time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1))
+    text = format_status({"root": "/r", "files": 1234, "blocks": 5, "model": None, "size_bytes": 3 * 1024 * 1024,
+                          "built_at": built, "skipped": {"binary": 2, "too-large": 1}})
+    assert text.splitlines() == ["root: /r", "files: 1,234", "blocks: 5", "model: -", "size bytes: 3.0 MiB",
+                                 "built at: 2026-01-02 03:04:05", "skipped: binary 2, too-large 1"]
 
 
 # --- progress -----------------------------------------------------------------------------
