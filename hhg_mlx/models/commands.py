@@ -1,0 +1,89 @@
+"""`hhg model list | info MODEL | install MODEL`: the command-line face of the model registry."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from . import registry
+from .hub import is_installed, resolve_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="known models with licence, commercial use and whether each is installed")
+    info = actions.add_parser("info", help="everything about one model, and where it is installed")
+    info.add_argument("model", help="registry id, Hugging Face repo id or local folder")
+    install = actions.add_parser("install", help="download a model into the Hugging Face cache")
+    install.add_argument("model", help="registry id or Hugging Face repo id")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        print(format_list())
+    elif args.action == "info":
+        print(format_info(args.model))
+    else:
+        folder = resolve_model(args.model, download=True)
+        print(f"{args.model}: installed at {folder}")
+    return 0
+
+
+def format_list() -> str:
+    """A table of the registry; `*` marks the default model."""
+    header = ("", "ID", "ARCH", "DIM", "LICENCE", "COMMERCIAL", "INSTALLED")
+    rows = [header] + [
+        ("*" if info.id == registry.DEFAULT_MODEL else "", info.id, info.architecture, str(info.dim), info.license,
+         _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""), _yes(is_installed(info.id)))
+        for info in registry.REGISTRY.values()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def format_info(model: str) -> str:
+    """Registry fields (when known), install location, the backend `auto` picks and MLX's BLAS."""
+    info = registry.get(model)
+    lines = []
+    if info is not None:
+        lines += [f"{f.name}: {_show(getattr(info, f.name))}" for f in fields(info)]
+        if info.id == registry.DEFAULT_MODEL:
+            lines.append("default: yes")
+    installed = is_installed(model)
+    lines.append(f"installed: {_yes(installed)}")
+    if installed:
+        folder = resolve_model(model, download=False)
+        lines.append(f"folder: {folder}")
+        lines.append(f"backend: {_auto_backend(folder, info)}")
+    elif info is None:
+        lines.append(f"{model} is not in the registry (see `hhg model list`)")
+    lines.append(_blas_note())
+    return "\n".join(lines)
+
+
+def _auto_backend(folder, info) -> str:
+    from ..loader import choose_backend
+    from .folder import model_architecture, read_settings
+
+    return choose_backend("auto", model_architecture(read_settings(folder), info), folder)
+
+
+def _blas_note() -> str:
+    try:
+        from ..mlx_runtime import blas_note
+    except ImportError:
+        return "MLX: not installed"
+    return blas_note()
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return _yes(value)
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) or "-"
+    if isinstance(value, str):
+        return repr(value) if value.strip() != value else value or "-"
+    return str(value)
