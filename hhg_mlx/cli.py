@@ -187,9 +187,10 @@ def _existing(path: str) -> Path:
 
 def find_root(path: Path) -> Path | None:
     """The nearest folder at or above `path` that holds an index."""
+    from .index.store import db_path
     start = path.resolve()
     for folder in (start, *start.parents):
-        if (folder / ".hhg").is_dir():
+        if db_path(folder).is_file():
             return folder
     return None
 
@@ -303,14 +304,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         bar.close()
     try:
         status = idx.status()
-        notices = list(idx.notices)
+        notices, stats = list(idx.notices), idx.last_stats
     finally:
         idx.close()
     if not args.quiet:
         for notice in notices:
             eprint(notice)
-        model = status.get("model") or "keyword only"
-        print(f"{folder}: {status.get('files', 0):,} files, {status.get('blocks', 0):,} blocks ({model})")
+        model = status["model"] or "keyword only"
+        print(f"{folder}: {status['files']:,} files, {status['blocks']:,} blocks ({model}); {stats.added:,} new, "
+              f"{stats.modified:,} changed, {stats.deleted:,} deleted in {stats.seconds:.1f} s")
     return 0
 
 

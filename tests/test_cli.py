@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -316,7 +317,13 @@ def test_build_summary(fresh_repo, env):
     proc = run_hhg("build", cwd=fresh_repo, env=env)
     assert proc.returncode == 0
     status = status_json(fresh_repo, env)
-    assert proc.stdout == f".: {status['files']:,} files, {status['blocks']:,} blocks (keyword only)\n"
+    n = status["files"]
+    assert re.fullmatch(rf"\.: {n:,} files, {status['blocks']:,} blocks \(keyword only\); "
+                        rf"{n:,} new, 0 changed, 0 deleted in \d+\.\d s\n", proc.stdout), proc.stdout
+    (fresh_repo / "notes.txt").write_text("changed and longer than before\n")
+    (fresh_repo / "docs/guide.md").unlink()
+    proc = run_hhg("build", cwd=fresh_repo, env=env)
+    assert re.fullmatch(rf"\.: {n - 1:,} files, .*; 0 new, 1 changed, 1 deleted in .*\n", proc.stdout), proc.stdout
     assert run_hhg("build", "-q", cwd=fresh_repo, env=env).stdout == ""
 
 
