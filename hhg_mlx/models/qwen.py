@@ -6,13 +6,11 @@ hidden state of the last attended token of each row, and never builds the LM hea
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from hhg_mlx.mlx_runtime import mx, nn
 
@@ -21,8 +19,11 @@ from mlx_lm.utils import load_model  # noqa: E402
 
 from ..encoder import EncoderSpec, TextEncoder, last_attended
 from ..errors import ModelUnavailable, UnsupportedModel
+from .folder import encoder_spec, load_tokenizer, read_json
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
     from .registry import ModelInfo
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -147,18 +148,12 @@ def token_budget(config: dict, max_length: int) -> int:
 # ---------------------------------------------------------------- prompts
 
 
-def read_prompts(folder: Path) -> dict[str, str]:
-    """`prompts` of config_sentence_transformers.json, {} when absent."""
-    path = folder / "config_sentence_transformers.json"
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text()).get("prompts") or {})
-
-
-def task_prompts(prompts: dict[str, str], info: ModelInfo | None, model_type: str,
-                 task: str | None) -> tuple[str, str]:
-    """(query prefix, document prefix) for `task`: the shipped `{task}_query`/`{task}_document`
-    prompts first; Qwen3 instructions; the registry's (default task); jina's published table."""
+def task_prompts(prompts: dict[str, str], model_type: str, task: str | None,
+                 default: tuple[str, str]) -> tuple[str, str]:
+    """(query prefix, document prefix) for `task`. In order: the shipped `{task}_query` /
+    `{task}_document` prompts (jina-code-embeddings); for Qwen3 the code instruction of the task
+    (its shipped `query` prompt is a web-search one); for the default task the folder's or the
+    registry's prefixes (`default`); for a model using jina's prefixes, jina's published table."""
     task = task or DEFAULT_TASK
     if task not in TASK_PREFIXES:
         raise UnsupportedModel(f"unknown task {task!r} (tasks: {', '.join(TASK_PREFIXES)})")
@@ -167,12 +162,10 @@ def task_prompts(prompts: dict[str, str], info: ModelInfo | None, model_type: st
     if model_type == "qwen3":
         return instruct_prompt(task), ""
     if task == DEFAULT_TASK:
-        if info is not None:
-            return info.query_prefix, info.document_prefix
-        return prompts.get("query", ""), prompts.get("document", prompts.get("passage", ""))
-    if info is not None and info.query_prefix == TASK_PREFIXES[DEFAULT_TASK][0]:
+        return default
+    if default[0] == TASK_PREFIXES[DEFAULT_TASK][0]:
         return TASK_PREFIXES[task]
-    raise UnsupportedModel(f"{info.id if info else 'this model'} has no prompts for task {task!r}")
+    raise UnsupportedModel(f"this model has no prompts for task {task!r}")
 
 
 # ---------------------------------------------------------------- encoder
@@ -198,10 +191,11 @@ def load_qwen_encoder(folder: Path, info: ModelInfo | None = None, dtype: str = 
                       group_size: int = 64) -> QwenEncoder:
     """A `QwenEncoder` for an HF or converted folder. Weights are cast to `dtype` (float32 is the
     fast choice on Linux CPU, where MLX's half-precision and quantised matmuls bypass BLAS);
-    `quantize` (8/4 bits) quantises at load unless the folder is quantised already."""
+    `quantize` (8/4 bits) quantises at load unless the folder is quantised already. Length, dims,
+    pad id and the default prompts come from `folder.encoder_spec`; `task` picks the prompts."""
     folder = Path(folder)
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+        raise UnsupportedModel(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     model, config = load_model_folder(folder)
     model.set_dtype(DTYPES[dtype])
     stored = config.get("quantization", {}).get("bits")
@@ -212,17 +206,9 @@ def load_qwen_encoder(folder: Path, info: ModelInfo | None = None, dtype: str = 
         quantize_weights(model, config, quantize, group_size)
     mx.eval(model.parameters())
 
-    tokenizer_path = folder / "tokenizer.json"
-    if not tokenizer_path.is_file():
-        raise ModelUnavailable(f"{folder} has no tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    query_prefix, document_prefix = task_prompts(read_prompts(folder), info, config["model_type"], task)
-    max_length = info.max_length if info else 512
-    pad = tokenizer.token_to_id("<|endoftext|>")
-    spec = EncoderSpec(
-        model_id=info.id if info else folder.name, pooling="last", hidden_size=config["hidden_size"],
-        max_length=max_length, query_prefix=query_prefix, document_prefix=document_prefix, dim=dim,
-        matryoshka_dims=tuple(info.matryoshka_dims) if info else (),
-        pad_token_id=pad if pad is not None else int(config.get("pad_token_id") or 0),
-    )
-    return QwenEncoder(model, tokenizer, spec, token_budget(config, max_length))
+    tokenizer = load_tokenizer(folder)
+    spec = encoder_spec(folder, folder.name, info, tokenizer, dim=dim)
+    prompts = (read_json(folder / "config_sentence_transformers.json") or {}).get("prompts") or {}
+    query, document = task_prompts(prompts, config["model_type"], task, (spec.query_prefix, spec.document_prefix))
+    spec = replace(spec, pooling="last", query_prefix=query, document_prefix=document)
+    return QwenEncoder(model, tokenizer, spec, token_budget(config, spec.max_length))

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BGE_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
+JINA_CODE_QUERY_PREFIX = "Find the most relevant code snippet given the following query:\n"
+JINA_CODE_DOCUMENT_PREFIX = "Candidate code snippet:\n"
+QWEN3_CODE_QUERY_PREFIX = "Instruct: Given a code search query, retrieve relevant code snippets\nQuery:"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,20 @@ _MODELS = [
     _entry("arctic-s", "Snowflake/snowflake-arctic-embed-s", "bert", "cls", 384, 512, "Apache-2.0",
            "Snowflake Arctic Embed S, 33M parameters, retrieval-tuned", query_prefix=BGE_QUERY_PREFIX),
     # ---- Qwen-based decoder embedders (models/qwen.py; entries maintained by the qwen helper) ----
+    _entry("jina-code-0.5b", "jinaai/jina-code-embeddings-0.5b", "qwen2", "last", 896, 32768, "CC-BY-NC-4.0",
+           "jina-code-embeddings 0.5B (Qwen2.5-Coder), CoIR 73.9; non-commercial, needs --accept-license",
+           query_prefix=JINA_CODE_QUERY_PREFIX, document_prefix=JINA_CODE_DOCUMENT_PREFIX,
+           matryoshka_dims=(64, 128, 256, 512, 896), commercial=False, opt_in=True),
+    _entry("jina-code-1.5b", "jinaai/jina-code-embeddings-1.5b", "qwen2", "last", 1536, 32768, "CC-BY-NC-4.0",
+           "jina-code-embeddings 1.5B (Qwen2.5-Coder), CoIR ~79; non-commercial, needs --accept-license",
+           query_prefix=JINA_CODE_QUERY_PREFIX, document_prefix=JINA_CODE_DOCUMENT_PREFIX,
+           matryoshka_dims=(128, 256, 512, 1024, 1536), commercial=False, opt_in=True),
+    _entry("qodo-1.5b", "Qodo/Qodo-Embed-1-1.5B", "qwen2", "last", 1536, 32768, "QodoAI-Open-RAIL-M",
+           "Qodo-Embed-1 1.5B (gte-Qwen2), CoIR 68.5; commercial use with attribution and the licence's use "
+           "restrictions, needs --accept-license", opt_in=True),
+    _entry("qwen3-0.6b", "Qwen/Qwen3-Embedding-0.6B", "qwen3", "last", 1024, 32768, "Apache-2.0",
+           "Qwen3-Embedding 0.6B: permissive, multilingual, code-aware", query_prefix=QWEN3_CODE_QUERY_PREFIX,
+           matryoshka_dims=(32, 64, 128, 256, 512, 768, 1024)),
 ]
 
 REGISTRY: dict[str, ModelInfo] = {info.id: info for info in _MODELS}
