@@ -167,8 +167,8 @@ def run(store: Store, root: Path, *, model: str | None = None,
                     stats.added += 1
                 else:
                     stats.modified += 1
-            done += len(batch)
-            report("extract", done, len(plan.changed))
+        done += len(batch)
+        report("extract", done, len(plan.changed))
 
     new_windows, stats.cached = stats.cached, 0
     if model and store.meta().get("embedded") != model:
