@@ -100,7 +100,7 @@ class VectorMatrix:
             scores[self.blocks == exclude] = -np.inf
         n = min(n, len(scores))
         best = np.argpartition(-scores, n - 1)[:n]
-        best = best[np.argsort(-scores[best], kind="stable")]
+        best = best[np.lexsort((self.blocks[best], -scores[best]))]      # ties: lower block id first
         return [(int(self.blocks[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
 
 
@@ -147,7 +147,7 @@ def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
     if exclude is not None:
         sql.append("AND f.rowid != ?")
         args.append(exclude)
-    sql.append("ORDER BY s DESC LIMIT ?")
+    sql.append("ORDER BY s DESC, f.rowid LIMIT ?")
     args.append(n)
     return store.conn.execute(" ".join(sql), args).fetchall()
 

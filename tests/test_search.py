@@ -1,0 +1,226 @@
+"""Ranking: BM25 with code-aware boosts, filters before the top-k cut, fusion with a stub encoder."""
+import math
+
+import numpy as np
+import pytest
+
+from engine_fixtures import StubEncoder, make_repo, write_files
+from hhg_mlx import search as search_module
+from hhg_mlx.errors import ModelUnavailable
+from hhg_mlx.index.index import Index
+from hhg_mlx.types import Filters
+
+FILES = {
+    "src/http/request.py": '''
+        def parse_http_request(raw):
+            """Split a raw request into method, target and headers."""
+            head, _, body = raw.partition(b"\\r\\n\\r\\n")
+            method, target, _ = head.split(b" ", 2)
+            return method, target, body
+        ''',
+    "src/server.py": '''
+        from .http.request import parse_http_request
+
+
+        class ConnectionHandler:
+            def handle(self, conn):
+                # every request goes through parse_http_request before routing
+                request = parse_http_request(conn.read())
+                return self.route(request)
+        ''',
+    "tests/test_request.py": '''
+        from src.http.request import parse_http_request
+
+
+        def test_parse_http_request():
+            assert parse_http_request(b"GET / HTTP/1.1\\r\\n\\r\\n")[0] == b"GET"
+        ''',
+    "src/retry.py": '''
+        import time
+
+
+        def retry_with_backoff(call, attempts=5):
+            """Call again after failures, sleeping longer each time."""
+            for attempt in range(attempts):
+                try:
+                    return call()
+                except OSError:
+                    time.sleep(2 ** attempt)
+        ''',
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("search") / "repo", FILES)
+
+
+@pytest.fixture(scope="module")
+def idx(repo):
+    return Index.build(repo)
+
+
+def names(hits):
+    return [h.name for h in hits]
+
+
+def test_definition_beats_mentions(idx):
+    hits = idx.search("parse http request", mode="keyword")
+    assert hits[0].name == "parse_http_request" and hits[0].file == "src/http/request.py"
+    assert hits[0].line == 1 and hits[0].end_line == 5 and hits[0].content.startswith("def parse_http_request")
+    assert names(hits).index("ConnectionHandler.handle") > 0
+
+
+def test_exact_name_is_boosted_in_any_convention(idx):
+    for query in ("parse_http_request", "parseHttpRequest"):
+        top = idx.search(query, mode="keyword")[0]
+        assert top.name == "parse_http_request" and "exact_name" in top.explain["boosts"]
+
+
+def test_tests_are_demoted_unless_asked_for(idx):
+    plain = idx.search("parse http request", mode="keyword")
+    test_hit = next(h for h in plain if h.file == "tests/test_request.py")
+    assert "noise_path" in test_hit.explain["boosts"]
+    # without the demotion the test would outrank the definition: it mentions every term more often
+    assert test_hit.explain["bm25"] > plain[0].explain["bm25"]
+    asked = idx.search("test parse http request", mode="keyword")
+    assert asked[0].file == "tests/test_request.py" and "noise_path" not in asked[0].explain["boosts"]
+
+
+def test_or_semantics_and_explain_terms(idx):
+    hits = idx.search("retry zzqqxx", mode="keyword")
+    assert hits[0].name == "retry_with_backoff" and hits[0].explain["terms"] == ["retry"]
+
+
+@pytest.mark.parametrize("query", ['"unbalanced', "a:b", "foo-bar", "NOT", "AND OR", "(", "*", "^x", "NEAR(a b)",
+                                   "col:value \"x\" -y", "'", "{}", "\\", "", "   ", "::", "-", "..."])
+def test_any_query_text_is_safe(idx, query):
+    assert isinstance(idx.search(query, mode="keyword"), list)
+    assert isinstance(idx.search(query), list)
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory):
+    """Many markdown sections that out-score the few Python functions for "widget"."""
+    root = tmp_path_factory.mktemp("crowded") / "repo"
+    docs = "\n".join(f"## Widget part {i}\n\nwidget widget widget {i}\n" for i in range(40))
+    code = {f"src/w{i}.py": f"def build_part_{i}(x):\n    return x.widget\n" for i in range(10)}
+    make_repo(root, {"docs/widgets.md": "# Widgets\n\n" + docs, **code}, fillers=5)
+    return Index.build(root, encoder=StubEncoder())
+
+
+@pytest.mark.parametrize("filters", [Filters(types=("py",)), Filters(types=("python",)), Filters(code_only=True),
+                                     Filters(exclude=("*.md",)), Filters(paths=("src",))])
+@pytest.mark.parametrize("mode", ["keyword", "semantic", "hybrid"])
+def test_filters_apply_before_the_top_k_cut(crowded, filters, mode, monkeypatch):
+    monkeypatch.setattr(search_module, "POOL", 5)     # candidates per retriever = 3k: all markdown unfiltered
+    unfiltered = crowded.search("widget", k=5, mode=mode)
+    assert all(h.file.endswith(".md") for h in unfiltered)
+    hits = crowded.search("widget", k=5, filters=filters, mode=mode)
+    assert len(hits) == 5 and all(h.file.startswith("src/w") for h in hits)
+
+
+def test_filters_can_exclude_everything(crowded):
+    assert crowded.search("widget", filters=Filters(types=("go",))) == []
+    assert crowded.search("widget", filters=Filters(paths=("nowhere",))) == []
+
+
+def test_threshold_drops_low_scores(idx):
+    hits = idx.search("parse http request", mode="keyword")
+    cut = hits[2].score
+    kept = idx.search("parse http request", mode="keyword", filters=Filters(threshold=cut))
+    assert kept == [h for h in hits if h.score >= cut] and len(kept) == 3
+
+
+@pytest.fixture(scope="module")
+def embedded(repo, tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("embedded") / "repo", FILES)
+    enc = StubEncoder()
+    return Index.build(root, encoder=enc), enc
+
+
+def cosine(enc, a, b):
+    va, vb = enc.vector(a), enc.vector(b)
+    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb)))
+
+
+def test_semantic_scores_are_cosines_of_the_stub(embedded):
+    idx, enc = embedded
+    query = "sleep after failures and call again"
+    hits = idx.search(query, k=5, mode="semantic")
+    assert hits[0].name == "retry_with_backoff"
+    for hit in hits:
+        assert hit.explain["cosine"] == pytest.approx(cosine(enc, query, hit.content), abs=1e-5)
+        assert hit.explain["bm25"] is None
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_hybrid_is_reciprocal_rank_fusion_of_both_rankings(embedded):
+    idx, _ = embedded
+    query = "parse the request headers"
+    keyword = idx.search(query, k=100, mode="keyword")
+    semantic = idx.search(query, k=100, mode="semantic")
+    bm25_rank = {(h.file, h.line): r for r, h in enumerate(sorted(keyword, key=lambda h: -h.explain["bm25"]), 1)}
+    cos_rank = {(h.file, h.line): r for r, h in enumerate(sorted(semantic, key=lambda h: -h.explain["cosine"]), 1)}
+    hybrid = idx.search(query, k=10)
+    assert hybrid and all(h.explain["fusion"] == "rrf" for h in hybrid)
+
+    def unique(hits, field, value):     # ranks among equal scores are arbitrary: check the others
+        return value is None or sum(h.explain[field] == value for h in hits) == 1
+
+    checked = 0
+    for hit in hybrid:
+        if unique(keyword, "bm25", hit.explain["bm25"]) and unique(semantic, "cosine", hit.explain["cosine"]):
+            key = (hit.file, hit.line)
+            fused = sum(1 / (search_module.RRF_K + r[key]) for r in (bm25_rank, cos_rank) if key in r)
+            assert hit.score == pytest.approx(fused * math.prod(hit.explain["boosts"].values()))
+            checked += 1
+    assert checked >= 3
+    assert hybrid[0].explain["bm25_rank"] and hybrid[0].explain["cosine_rank"]   # found by both wins
+
+
+def test_hybrid_without_vectors_degrades_to_keyword_with_one_notice(idx):
+    assert idx.search("parse http request") == idx.search("parse http request", mode="keyword")
+    idx.search("retry")
+    assert len(idx.notices) == 1 and "keyword" in idx.notices[0] and "hhg build --model" in idx.notices[0]
+    with pytest.raises(ModelUnavailable, match="hhg build --model"):
+        idx.search("parse", mode="semantic")
+
+
+def test_hybrid_when_the_model_cannot_be_loaded(embedded):
+    idx, _ = embedded
+    reopened = Index.open(idx.root)      # no encoder given; "stub-bag" cannot be loaded
+    assert reopened.search("retry backoff") == reopened.search("retry backoff", mode="keyword")
+    assert len(reopened.notices) == 1 and "showing keyword results" in reopened.notices[0]
+    with pytest.raises(ModelUnavailable):
+        reopened.search("retry backoff", mode="semantic")
+
+
+def test_similar_uses_the_stored_vector(embedded):
+    idx, enc = embedded
+    source = "src/http/request.py"
+    own = idx.search("parse_http_request", k=1, mode="keyword")[0]
+    hits = idx.similar(source, name="parse_http_request", k=50)
+    assert hits and all((h.file, h.name) != (source, own.name) for h in hits)
+    for hit in hits:
+        assert hit.explain["cosine"] == pytest.approx(cosine(enc, own.content, hit.content), abs=1e-5)
+    others = idx._store.conn.execute("SELECT name, text FROM blocks WHERE name != ?", (own.name,)).fetchall()
+    expected = max(others, key=lambda row: cosine(enc, own.content, row[1]))[0]
+    assert max(hits, key=lambda h: h.explain["cosine"]).name == expected
+
+
+def test_similar_without_vectors_uses_identifiers(idx):
+    hits = idx.similar("src/server.py", line=6)
+    assert hits and all(h.file != "src/server.py" or h.line != 5 for h in hits)
+    assert hits[0].explain["bm25"] is not None and hits[0].explain["cosine"] is None
+    assert {"parse_http_request", "test_parse_http_request"} & set(names(hits[:3]))
+
+
+def test_vectors_reload_after_another_build(tmp_path):
+    enc = StubEncoder()
+    root = make_repo(tmp_path / "repo", FILES, fillers=3)
+    reader = Index.open(Index.build(root, encoder=enc).root, encoder=enc)
+    assert reader.search("quux frobnicate", mode="semantic", k=1)[0].name != "quux_frobnicate"
+    write_files(root, {"src/quux.py": "def quux_frobnicate(value):\n    return value\n"})
+    Index.build(root, encoder=enc)
+    assert reader.search("quux frobnicate", mode="semantic", k=1)[0].name == "quux_frobnicate"
