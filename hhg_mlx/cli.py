@@ -235,13 +235,33 @@ def open_index(start: Path, args: argparse.Namespace):
         try:
             idx.update(progress=bar)
         except IndexLocked:
-            idx.notices.append("another build is updating this index; results may be incomplete")
+            if not args.quiet:
+                eprint("another build is updating this index; results may be incomplete")
         except BaseException:
             idx.close()
             raise
         return idx
     finally:
         bar.close()
+
+
+def show_once(root: Path, notices: list[str]) -> None:
+    """Print each notice once per index (e.g. "semantic search unavailable"), not on every search;
+    `.hhg/notices-shown` remembers what was shown."""
+    seen_file = root / ".hhg" / "notices-shown"
+    try:
+        seen = set(seen_file.read_text(encoding="utf-8").splitlines())
+    except OSError:
+        seen = set()
+    new = [n for n in dict.fromkeys(notices) if n not in seen]
+    for notice in new:
+        eprint(notice)
+    if new:
+        try:
+            with seen_file.open("a", encoding="utf-8") as f:
+                f.write("".join(f"{n}\n" for n in new))
+        except OSError:
+            pass
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -276,8 +296,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         idx.close()
 
     if not args.quiet:
-        for notice in notices:
-            eprint(notice)
+        show_once(root, notices)
     asked = args.path or (similar["file"] if similar else "")
     show = PathStyle(root, absolute=os.path.isabs(asked))
     if args.json:

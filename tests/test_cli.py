@@ -67,7 +67,7 @@ def test_no_content(repo, env):
 
 
 def test_text_output_is_grep_like_and_plain_when_piped(repo, env):
-    proc = run_hhg("retry failed uploads", "-n", "1", cwd=repo, env=env)
+    proc = run_hhg("retry failed uploads", "-n", "1", "-q", cwd=repo, env=env)
     assert proc.returncode == 0 and proc.stderr == ""
     hit = search_json("retry failed uploads", "-n", "1", cwd=repo, env=env)[0]
     lines = proc.stdout.splitlines()
@@ -217,6 +217,17 @@ def test_first_search_builds_the_index(fresh_repo, env):
     assert (fresh_repo / ".hhg").is_dir()
     quiet = run_hhg("retry", "-q", "--json", cwd=fresh_repo.parent, env=env)   # parent: builds there
     assert quiet.stderr == ""
+
+
+def test_notices_are_shown_once_per_index(fresh_repo, env):
+    assert run_hhg("build", "-q", cwd=fresh_repo, env=env).returncode == 0
+    quiet = run_hhg("retry", "-q", cwd=fresh_repo, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    first = run_hhg("retry", cwd=fresh_repo, env=env)
+    assert first.returncode == 0
+    assert re.fullmatch(r"hhg: semantic search unavailable \(.*\); showing keyword results\n", first.stderr)
+    again = run_hhg("retry", "--json", cwd=fresh_repo, env=env)
+    assert again.returncode == 0 and again.stderr == "" and json.loads(again.stdout)
 
 
 def test_incremental_changes_are_seen_without_a_build(fresh_repo, env):

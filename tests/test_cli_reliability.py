@@ -90,7 +90,7 @@ def test_concurrent_build_and_search(big_tree, env):
     first = start_build(big_tree, env)
     committed = wait_for_first_commit(first, big_tree)
 
-    search = run_hhg("--json", "handler", str(big_tree), cwd=big_tree, env=env, timeout=60)
+    search = run_hhg("--json", "handler", ".", cwd=big_tree, env=env, timeout=60)
     second = run_hhg("build", "-q", str(big_tree), cwd=big_tree, env=env, timeout=300)
     first_running = first.poll() is None
     out, err = first.communicate(timeout=300)
