@@ -1,0 +1,98 @@
+"""Export a Hugging Face encoder folder to ONNX files: fp32, dynamic int8 (CPU) and fp16 (CUDA).
+
+`onnx_model(folder, precision)` is what loaders call: it returns the folder's own ONNX file
+when the folder was made by `hhg convert --onnx...`, and otherwise exports once into a cache
+(`<folder>/hhg-onnx/`, or `~/.cache/hhg/onnx/<key>/` when the folder is read-only, e.g. the
+Hugging Face cache) that is reused until the weights change.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from hhg_mlx.errors import ModelUnavailable
+
+from .weights import load_encoder_weights, weight_files
+
+PRECISIONS = ("fp32", "int8", "fp16")
+FILENAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+GRAPH_VERSION = 1        # bump when the exported graph changes: invalidates cached exports
+CACHE_SUBDIR = "hhg-onnx"
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelUnavailable(f"{folder} has no config.json: not a Hugging Face model folder")
+    return json.loads(path.read_text())
+
+
+def export(folder: Path, out: Path, precision: str, *, per_channel: bool = True) -> Path:
+    """Write the ONNX file for `precision` from the checkpoint in `folder` to `out` (atomically)."""
+    from .onnx_graph import build_graph, save_model   # imports onnx
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    model = build_graph(load_encoder_weights(folder), read_config(folder),
+                        dtype="float16" if precision == "fp16" else "float32")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
+        staged = Path(tmp) / out.name
+        if precision == "int8":
+            quantize_int8(model, staged, per_channel=per_channel)
+        else:
+            save_model(model, staged)
+        for produced in Path(tmp).iterdir():     # the model and, for > 2 GB graphs, its .data file
+            os.replace(produced, out.parent / produced.name)
+    return out
+
+
+def quantize_int8(model, out: Path, *, per_channel: bool = True) -> None:
+    """Dynamic int8 quantisation of the weight GEMMs (activations quantised per batch at run time).
+    Per-channel weight scales: on MiniLM they keep cosine to fp32 higher than per-tensor scales."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .onnx_graph import PROTOBUF_LIMIT
+
+    quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], per_channel=per_channel,
+                     weight_type=QuantType.QInt8,
+                     use_external_data_format=sum(t.ByteSize() for t in model.graph.initializer) > PROTOBUF_LIMIT,
+                     extra_options={"MatMulConstBOnly": True,
+                                    # contrib operators stop ONNX shape inference: their outputs are float
+                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def source_key(folder: Path) -> str:
+    """Identifies the weights an export came from (path, size and mtime of each file) and the graph version."""
+    parts = [f"graph={GRAPH_VERSION}"]
+    for path in weight_files(folder):
+        stat = path.stat()
+        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_dir(folder: Path) -> Path:
+    """Where exports of `folder` live: next to the weights when writable, else the user cache."""
+    if os.access(folder, os.W_OK):
+        return folder / CACHE_SUBDIR
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "hhg" / "onnx" / source_key(folder)
+
+
+def onnx_model(folder: Path, precision: str) -> Path:
+    """The ONNX file for `precision`: shipped by a converted folder, cached, or exported now (once)."""
+    shipped = folder / FILENAMES[precision]
+    if shipped.is_file():
+        return shipped
+    cache = cache_dir(folder)
+    path, stamp = cache / FILENAMES[precision], cache / f"{FILENAMES[precision]}.source"
+    key = source_key(folder)
+    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return path
+    export(folder, path, precision)
+    stamp.write_text(key)
+    return path

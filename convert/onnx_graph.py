@@ -1,0 +1,248 @@
+"""ONNX graphs for the BERT-family encoders, built straight from checkpoint weights (no PyTorch).
+
+One graph per model, whatever its pooling:
+
+    inputs   input_ids, attention_mask     int64 [batch, seq]   (either padding side)
+    output   last_hidden_state             float32 [batch, seq, hidden]
+
+Pooling and normalisation stay in numpy (`hhg_mlx.encoder.pool`, shared with every backend):
+measured on full-size JinaBERT, 32 x 128 tokens, it costs ~1 ms of a ~6 s batch, and a pooled
+graph output would tie the file to one pooling mode.
+
+Activations flow as a (batch*seq, hidden) matrix, so every projection is one MatMul against a
+constant weight (pre-packed by ONNX Runtime, turned into int8 by `quantize_dynamic`). ONNX
+Runtime's contrib operators do the rest: `MultiHeadAttention` (key padding mask and, for
+JinaBERT, the ALiBi bias), `SkipLayerNormalization` (bias + residual + LayerNorm), `BiasGelu`
+and `Gelu` (both the exact erf GELU).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from hhg_mlx.errors import UnsupportedModel
+
+OPSET = 17
+MS = "com.microsoft"
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "last_hidden_state"
+PROTOBUF_LIMIT = 1_900_000_000          # bytes of initializers beyond which weights go to external data
+_ONNX_FLOAT = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16}
+
+# The first-layer weight that identifies each layer family (MODELS.md §1, §1.5, §2).
+VARIANT_KEYS = {
+    "qk-post-norm": "encoder.layer.0.mlp.up_gated_layer.weight",      # jina-embeddings-v2-base-code
+    "base-en": "encoder.layer.0.mlp.gated_layers.weight",             # jina-embeddings-v2-small/base-en
+    "bert": "encoder.layer.0.intermediate.dense.weight",              # MiniLM, bge, arctic-embed
+}
+
+
+def layer_variant(weights: Mapping[str, np.ndarray]) -> str:
+    for variant, key in VARIANT_KEYS.items():
+        if key in weights:
+            return variant
+    raise UnsupportedModel("ONNX export supports JinaBERT v2 (qk-post-norm, base-en) and BERT checkpoints only")
+
+
+def alibi_slopes(heads: int) -> np.ndarray:
+    """ALiBi head slopes (Press et al.), including the interleaving for non-power-of-two counts."""
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (k + 1) / n) for k in range(n)]
+
+    p = 2 ** int(np.floor(np.log2(heads)))
+    slopes = power_of_two(p) + power_of_two(2 * p)[0::2][: heads - p]
+    return np.array(slopes, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Dims:
+    hidden: int
+    heads: int
+    layers: int
+    intermediate: int
+    eps: float
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "Dims":
+        return cls(config["hidden_size"], config["num_attention_heads"], config["num_hidden_layers"],
+                   config["intermediate_size"], float(config.get("layer_norm_eps", 1e-12)))
+
+
+class _Graph:
+    """Collects nodes and initializers; every `op` returns the name of its (single) output."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], dtype: np.dtype, dims: Dims) -> None:
+        self.weights = weights
+        self.dtype = dtype
+        self.dims = dims
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._ids = itertools.count()
+
+    def const(self, array: np.ndarray, name: str | None = None) -> str:
+        name = name or f"const_{next(self._ids)}"
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def param(self, key: str, rows: slice = slice(None), transpose: bool = False, name: str | None = None) -> str:
+        array = np.asarray(self.weights[key])[rows].astype(self.dtype)
+        return self.const(array.T if transpose else array, name or key)
+
+    def op(self, op_type: str, *inputs: str, domain: str = "", **attrs) -> str:
+        out = f"{op_type}_{next(self._ids)}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, domain=domain, **attrs))
+        return out
+
+    # ------------------------------------------------------------ building blocks
+
+    def matmul(self, x: str, key: str, rows: slice = slice(None), name: str | None = None) -> str:
+        """x · W[rows]ᵀ for a checkpoint Linear weight W of shape [out, in]."""
+        return self.op("MatMul", x, self.param(f"{key}.weight", rows, transpose=True, name=name))
+
+    def linear(self, x: str, key: str) -> str:
+        return self.op("Add", self.matmul(x, key), self.param(f"{key}.bias"))
+
+    def layer_norm(self, x: str, key: str) -> str:
+        return self.op("LayerNormalization", x, self.param(f"{key}.weight"), self.param(f"{key}.bias"),
+                       axis=-1, epsilon=self.dims.eps)
+
+    def add_layer_norm(self, x: str, residual: str, key: str, bias: str | None = None) -> str:
+        """LayerNorm(x + bias + residual), fused."""
+        inputs = [x, residual, self.param(f"{key}.weight"), self.param(f"{key}.bias")]
+        if bias:
+            inputs.append(self.param(bias))
+        return self.op("SkipLayerNormalization", *inputs, domain=MS, epsilon=self.dims.eps)
+
+    def gelu(self, x: str) -> str:
+        return self.op("Gelu", x, domain=MS)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Graph values every layer uses."""
+
+    shape_bsh: str             # [batch, seq, hidden], for the attention operator's 3-D inputs
+    mask: str                  # int32 [batch, seq] key padding mask
+    attention_bias: str | None  # [1, heads, seq, seq] ALiBi bias, or None
+
+
+def _attention(g: _Graph, x: str, p: str, batch: _Batch, qk_norm: bool) -> str:
+    """Multi-head self-attention up to (not including) the output projection."""
+    q, k, v = (g.linear(x, f"{p}attention.self.{name}") for name in ("query", "key", "value"))
+    if qk_norm:
+        q = g.layer_norm(q, f"{p}attention.self.layer_norm_q")
+        k = g.layer_norm(k, f"{p}attention.self.layer_norm_k")
+    inputs = [g.op("Reshape", t, batch.shape_bsh) for t in (q, k, v)] + ["", batch.mask]
+    if batch.attention_bias:
+        inputs.append(batch.attention_bias)
+    ctx = g.op("MultiHeadAttention", *inputs, domain=MS, num_heads=g.dims.heads)
+    return g.op("Reshape", ctx, g.const(np.array([-1, g.dims.hidden], np.int64)))
+
+
+def _attention_block(g: _Graph, x: str, p: str, batch: _Batch, qk_norm: bool = False) -> str:
+    """LayerNorm(x + attention(x)·Woᵀ + bo)."""
+    ctx = _attention(g, x, p, batch, qk_norm)
+    return g.add_layer_norm(g.matmul(ctx, f"{p}attention.output.dense"), x, f"{p}attention.output.LayerNorm",
+                            bias=f"{p}attention.output.dense.bias")
+
+
+def _bert_layer(g: _Graph, x: str, p: str, batch: _Batch) -> str:
+    a = _attention_block(g, x, p, batch)
+    inner = g.op("BiasGelu", g.matmul(a, f"{p}intermediate.dense"), g.param(f"{p}intermediate.dense.bias"), domain=MS)
+    return g.add_layer_norm(g.matmul(inner, f"{p}output.dense"), a, f"{p}output.LayerNorm", bias=f"{p}output.dense.bias")
+
+
+def _glu(g: _Graph, x: str, key: str, gelu_first: bool) -> str:
+    """The two halves of a [2I, H] gated projection as two GEMMs (no split copy); GELU on one of them."""
+    i = g.dims.intermediate
+    first = g.matmul(x, key, slice(0, i), name=f"{key}.weight.first.T")
+    second = g.matmul(x, key, slice(i, 2 * i), name=f"{key}.weight.second.T")
+    return g.op("Mul", g.gelu(first), second) if gelu_first else g.op("Mul", first, g.gelu(second))
+
+
+def _jina_code_layer(g: _Graph, x: str, p: str, batch: _Batch) -> str:
+    """qk-post-norm variant: up * GELU(gate), the layer input added twice (MODELS.md §1)."""
+    a = _attention_block(g, x, p, batch, qk_norm=True)
+    h = g.add_layer_norm(a, x, f"{p}layer_norm_1")
+    m = _glu(g, h, f"{p}mlp.up_gated_layer", gelu_first=False)
+    return g.add_layer_norm(g.matmul(m, f"{p}mlp.down_layer"), h, f"{p}layer_norm_2", bias=f"{p}mlp.down_layer.bias")
+
+
+def _jina_base_layer(g: _Graph, x: str, p: str, batch: _Batch) -> str:
+    """base-en variant: GELU(first half) * second half, `mlp.layernorm` post-norm (MODELS.md §1.5)."""
+    a = _attention_block(g, x, p, batch)
+    m = _glu(g, a, f"{p}mlp.gated_layers", gelu_first=True)
+    return g.add_layer_norm(g.matmul(m, f"{p}mlp.wo"), a, f"{p}mlp.layernorm", bias=f"{p}mlp.wo.bias")
+
+
+_LAYERS: dict[str, Callable[[_Graph, str, str, _Batch], str]] = {
+    "qk-post-norm": _jina_code_layer, "base-en": _jina_base_layer, "bert": _bert_layer}
+
+
+def _alibi_bias(g: _Graph, seq: str) -> str:
+    """-slope_h · |i - j| as [1, heads, seq, seq], built at run time for the batch's length."""
+    positions = g.op("Range", g.const(np.array(0, np.int64)), seq, g.const(np.array(1, np.int64)))
+    rows = g.op("Unsqueeze", positions, g.const(np.array([1], np.int64)))
+    cols = g.op("Unsqueeze", positions, g.const(np.array([0], np.int64)))
+    distance = g.op("Cast", g.op("Abs", g.op("Sub", rows, cols)), to=_ONNX_FLOAT[g.dtype])
+    slopes = -alibi_slopes(g.dims.heads).reshape(1, -1, 1, 1)
+    return g.op("Mul", distance, g.const(slopes.astype(g.dtype)))
+
+
+def _embeddings(g: _Graph, variant: str) -> str:
+    """LayerNorm(word[ids] + token_type[0] (+ position[pos])) as a [batch*seq, hidden] matrix."""
+    # token type 0 is the only one used: fold its row into the word table
+    table = np.asarray(g.weights["embeddings.word_embeddings.weight"], np.float32) \
+        + np.asarray(g.weights["embeddings.token_type_embeddings.weight"][0], np.float32)
+    flat = g.const(np.array([-1], np.int64))
+    x = g.op("Gather", g.const(table.astype(g.dtype), "embeddings.word_embeddings.weight"),
+             g.op("Reshape", "input_ids", flat))
+    if variant == "bert":
+        # absolute positions count attended tokens, so left padding embeds like right padding
+        counted = g.op("CumSum", "attention_mask", g.const(np.array(1, np.int64)))
+        positions = g.op("Max", g.op("Sub", counted, g.const(np.array(1, np.int64))), g.const(np.array(0, np.int64)))
+        x = g.op("Add", x, g.op("Gather", g.param("embeddings.position_embeddings.weight"),
+                                g.op("Reshape", positions, flat)))
+    return g.layer_norm(x, "embeddings.LayerNorm")
+
+
+def build_graph(weights: Mapping[str, np.ndarray], config: Mapping, dtype: str = "float32") -> onnx.ModelProto:
+    """The encoder as an ONNX model computing in `dtype` ("float32", or "float16" for CUDA)."""
+    variant = layer_variant(weights)
+    g = _Graph(weights, np.dtype(dtype), Dims.from_config(config))
+    shape = g.op("Shape", "input_ids")
+    seq = g.op("Gather", shape, g.const(np.array(1, np.int64)))
+    batch = _Batch(shape_bsh=g.op("Concat", shape, g.const(np.array([g.dims.hidden], np.int64)), axis=0),
+                   mask=g.op("Cast", "attention_mask", to=TensorProto.INT32),
+                   attention_bias=_alibi_bias(g, seq) if variant != "bert" else None)
+    x = _embeddings(g, variant)
+    for n in range(g.dims.layers):
+        x = _LAYERS[variant](g, x, f"encoder.layer.{n}.", batch)
+    out = g.op("Reshape", x, batch.shape_bsh)
+    if g.dtype != np.float32:
+        out = g.op("Cast", out, to=TensorProto.FLOAT)
+    g.nodes.append(helper.make_node("Identity", [out], [OUTPUT], name=OUTPUT))
+
+    axes = ["batch", "sequence"]
+    graph = helper.make_graph(
+        g.nodes, f"hhg-{variant}",
+        [helper.make_tensor_value_info(name, TensorProto.INT64, axes) for name in INPUTS],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [*axes, g.dims.hidden])],
+        g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+                              producer_name="hhg")
+    model.ir_version = 8
+    return model
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> None:
+    """Save, moving the weights to `<name>.data` when they would break protobuf's 2 GB limit."""
+    external = sum(t.ByteSize() for t in model.graph.initializer) > PROTOBUF_LIMIT
+    onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
+                    location=f"{path.name}.data")
