@@ -31,21 +31,21 @@ def split_identifier(word: str) -> tuple[str, ...]:
     return tuple(part.lower() for piece in pieces for part in _PART.findall(piece))
 
 
-def terms(text: str) -> list[str]:
-    """Every word of `text` as index terms: its identifier parts, then the whole word when it has
-    more than one part. Order follows the text; duplicates are kept (they count for BM25)."""
-    out: list[str] = []
-    for word in _WORD.findall(text):
-        parts = split_identifier(word)
-        out.extend(parts)
-        if len(parts) > 1:
-            out.append(word.lower())
-    return out
+@lru_cache(maxsize=1 << 17)
+def _word_terms(word: str) -> str:
+    parts = split_identifier(word)
+    return " ".join((*parts, word.lower()) if len(parts) > 1 else parts)
 
 
 def index_text(text: str) -> str:
-    """The FTS column value for `text`: its terms joined by spaces."""
-    return " ".join(terms(text))
+    """The index terms of `text`, space-separated: each word's identifier parts, then the whole word
+    (lowercased) when it has more than one part. Order follows the text; repeats count for BM25."""
+    return " ".join(filter(None, map(_word_terms, _WORD.findall(text))))
+
+
+def terms(text: str) -> list[str]:
+    """`index_text` as a list."""
+    return index_text(text).split()
 
 
 def query_terms(query: str) -> list[str]:
