@@ -296,7 +296,7 @@ def _definition(node, kind: str, caps: dict, wrappers: frozenset[str], lines: li
     if "receiver" in caps:
         raw = caps["receiver"][0].text.decode("utf-8", "replace") + "." + raw
     method = kind == "function" and ("receiver" in caps or ":" in raw)   # Go receivers, C++ A::f, Lua t:f
-    name = re.sub(r"\s+", "", raw).replace("::", ".").replace(":", ".").strip("'\"`")
+    name = " ".join(raw.split()).replace("::", ".").replace(":", ".").strip("'\"`")
     outer = node
     while (outer.parent is not None and outer.parent.type in wrappers
            and outer.parent.named_children[-1] == outer
@@ -313,6 +313,8 @@ def _declarator_name(node) -> str:
     """C/C++ function names: follow the declarator chain (pointer, reference, function) to the identifier."""
     inner = node.child_by_field_name("declarator")
     while inner is not None:
+        if inner.type == "operator_cast":   # `operator bool() const`
+            return "operator " + inner.child_by_field_name("type").text.decode("utf-8", "replace")
         deeper = inner.child_by_field_name("declarator")
         if deeper is None:
             if inner.type in ("pointer_declarator", "reference_declarator") and inner.named_children:
