@@ -5,10 +5,10 @@ Code (one tree-sitter grammar package per language, imported on first use, one c
   above it (no blank line between); methods are named `Class.method`, nested classes `Outer.Inner.method`, Go
   methods `Receiver.Method`, Rust methods `Type.method` (from `impl Type`). Functions nested in functions stay
   inside their parent's block.
-- `class` blocks (classes, structs, interfaces, enums, traits, impls, Rust/Ruby modules, TS namespaces) hold only
-  the *header*: from the definition's first line to the line before its first nested definition (the signature,
-  docstring and leading fields); a class without nested definitions is one whole block. So method text is never
-  embedded twice, and a class hit shows what the class is.
+- `class` blocks (classes, structs, interfaces, enums, traits, impls, TS type aliases, Rust/Ruby modules and TS
+  namespaces) hold only the *header*: from the definition's first line to the line before its first nested
+  definition (the signature, docstring and leading fields); a class without nested definitions is one whole block.
+  So method text is never embedded twice, and a class hit shows what the class is.
 - `module` blocks hold the code between definitions: top-level code (named "") and class-level code after the
   first method (named after the class). C++/C# namespaces and Java/Go packages are transparent.
 Every line that holds more than blanks and closing brackets (`}`, `});`, `end`, ...) lies in some block.
@@ -43,7 +43,7 @@ _GENERATED = re.compile(
 
 
 def read_source(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str | None]:
-    """The file's text with `\\r\\n` turned into `\\n`, or `(None, reason)`.
+    """The file's text with universal newlines (`\\r\\n`, `\\r` → `\\n`), or `(None, reason)`.
 
     Reasons: "unreadable" (any OS error), "too-large", "binary" (a NUL byte in the first 8 KiB), "encoding",
     "minified" (mean line length above 250 characters, 1000 for prose, in files over 4 KiB) and "generated"
@@ -63,7 +63,7 @@ def read_source(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str
     text = _decode(data)
     if text is None:
         return None, "binary" if b"\0" in data[:SNIFF_BYTES] else "encoding"
-    text = text.replace("\r\n", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     limit = 1000 if language_for(path.name) in PROSE else 250
     if len(text) > 4096 and len(text) > limit * (text.count("\n") + 1):
         return None, "minified"
@@ -105,12 +105,14 @@ def extract(path: str, text: str) -> list[Block]:
             for start, end, kind, name, doc in spans]
 
 
+_SHEBANG = re.compile(r"[/\s](python|node|bash|sh|zsh|ruby|lua|php)[\d.]*(?:\s|$)")
+_SHEBANG_LANGUAGES = {"node": "javascript", "sh": "bash", "zsh": "bash"}
+
+
 def _shebang_language(line: str) -> str | None:
-    for word, language in (("python", "python"), ("node", "javascript"), ("bash", "bash"), ("/sh", "bash"),
-                           ("zsh", "bash"), ("ruby", "ruby"), ("lua", "lua"), ("php", "php")):
-        if word in line:
-            return language
-    return None
+    """Language of an extension-less script from its `#!` line."""
+    m = _SHEBANG.search(line)
+    return _SHEBANG_LANGUAGES.get(m.group(1), m.group(1)) if m else None
 
 
 def _blank(line: str) -> bool:
@@ -314,7 +316,8 @@ def _declarator_name(node) -> str:
     inner = node.child_by_field_name("declarator")
     while inner is not None:
         if inner.type == "operator_cast":   # `operator bool() const`
-            return "operator " + inner.child_by_field_name("type").text.decode("utf-8", "replace")
+            target = inner.child_by_field_name("type")
+            return "operator " + (target.text.decode("utf-8", "replace") if target else "")
         deeper = inner.child_by_field_name("declarator")
         if deeper is None:
             if inner.type in ("pointer_declarator", "reference_declarator") and inner.named_children:

@@ -38,6 +38,7 @@ EXCLUDED_DIRS = frozenset({
 })
 MARKER_FILES = frozenset({"pyvenv.cfg", "CACHEDIR.TAG"})
 IGNORE_FILES = (".gitignore", ".hhgignore")
+_GIT_LOCATION_VARS = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR"})
 
 
 @dataclass(slots=True)
@@ -132,10 +133,11 @@ def _ignored(ignores: Ignores, rel: str, is_dir: bool) -> bool:
 
 def _git_paths(root: Path) -> list[str] | None:
     """Tracked and untracked-but-not-ignored files below `root`, relative to it; None outside a git work tree."""
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}   # e.g. set inside git hooks
     try:
         proc = subprocess.run(
             ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            capture_output=True, check=False)
+            capture_output=True, check=False, env=env)
     except OSError:
         return None
     if proc.returncode != 0:
