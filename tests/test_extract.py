@@ -516,6 +516,15 @@ def test_shebang_picks_the_grammar():
         ("python", "module", "", 1, 1), ("python", "function", "main", 2, 3)]
 
 
+def test_headers_with_cpp_syntax_parse_as_cpp():
+    header = "#pragma once\nnamespace geo {\nclass Shape {\npublic:\n    void print() {\n    }\n};\n}\n"
+    assert [(b.language, b.kind, b.name, b.start_line, b.end_line) for b in extract("inc/shape.h", header)] == [
+        ("cpp", "module", "", 1, 2), ("cpp", "class", "Shape", 3, 4), ("cpp", "method", "Shape.print", 5, 6)]
+    plain = "struct point {\n    int x;\n};\nint area(void);\n"
+    assert [(b.language, b.kind, b.name) for b in extract("inc/point.h", plain)] == [
+        ("c", "class", "point"), ("c", "module", "")]
+
+
 def test_empty_and_blank_files_have_no_blocks():
     assert extract("a.py", "") == []
     assert extract("a.md", "\n\n  \n") == []

@@ -1,6 +1,7 @@
 """Source text → blocks: definitions from tree-sitter, sections from headings, line chunks for everything else.
 
-Code (one tree-sitter grammar package per language, imported on first use, one cached parser per language):
+Code (one tree-sitter grammar package per language, imported on first use, one cached parser per language;
+extension-less scripts get their language from the `#!` line, `.h` headers with C++ syntax parse as C++):
 - `function` / `method` blocks span the whole definition with its decorators, attributes and the comments right
   above it (no blank line between); methods are named `Class.method`, nested classes `Outer.Inner.method`, Go
   methods `Receiver.Method`, Rust methods `Type.method` (from `impl Type`). Functions nested in functions stay
@@ -93,6 +94,8 @@ def extract(path: str, text: str) -> list[Block]:
     lines = text.split("\n")
     if language == "text" and lines[0].startswith("#!"):
         language = _shebang_language(lines[0]) or language
+    elif language == "c" and path.endswith(".h") and _CPP_HEADER.search(text):
+        language = "cpp"
     spans: list[tuple[int, int, str, str, str]]   # (start, end, kind, name, doc), 1-based inclusive
     if language in _GRAMMARS:
         spans = _code_spans(language, text, lines)
@@ -105,6 +108,7 @@ def extract(path: str, text: str) -> list[Block]:
             for start, end, kind, name, doc in spans]
 
 
+_CPP_HEADER = re.compile(r"^\s*(?:class\s+\w+[^;]*$|namespace\s+[\w:]*\s*\{|template\s*<|public:|private:)", re.M)
 _SHEBANG = re.compile(r"[/\s](python|node|bash|sh|zsh|ruby|lua|php)[\d.]*(?:\s|$)")
 _SHEBANG_LANGUAGES = {"node": "javascript", "sh": "bash", "zsh": "bash"}
 
