@@ -1,0 +1,29 @@
+"""`hhg convert`: Hugging Face checkpoints → self-describing hhg model folders (MLX and ONNX).
+
+Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model folder):
+
+    config.json          the source's config.json, plus mlx-lm's `"quantization": {"group_size", "bits"}`
+                         when the weights are quantised and `"torch_dtype"` set to the stored dtype
+    hhg.json             {"format": 1, "architecture": "jinabert" | "bert" | "qwen2" | "qwen3",
+                          "variant": "qk-post-norm" | "base-en" | null, "model_id", "pooling",
+                          "query_prefix", "document_prefix", "max_length", "matryoshka_dims",
+                          "dtype": "float32" | "float16" | "bfloat16",
+                          "quantization": {"bits": 8 | 4, "group_size": 64} | null,
+                          "source": {"model": SRC as given, "repo": "org/name" | null,
+                                     "revision": commit | null, "sha256": {file: hex digest}},
+                          "onnx": {"fp32": "model.onnx", "int8": ..., "fp16": ...}}
+                         (encoder settings only for JinaBERT/BERT; Qwen folders keep the
+                         sentence-transformers files for theirs)
+    model.safetensors    MLX layout: checkpoint names after the model's `sanitize` (no `bert.`
+                         prefix, no pooler/MLM head), as saved by `mx.save_safetensors`; quantised
+                         Linear layers as `weight` (packed uint32), `scales`, `biases` (`nn.quantize`)
+    tokenizer.json, tokenizer_config.json, special_tokens_map.json, modules.json, 1_Pooling/,
+    sentence_bert_config.json, config_sentence_transformers.json   copied from the source
+    model.onnx, model.int8.onnx, model.fp16.onnx   optional ONNX graphs (`--onnx`, `--onnx-int8`,
+                         `--onnx-fp16`): inputs input_ids/attention_mask int64 [batch, seq],
+                         output last_hidden_state float32 [batch, seq, hidden]; see `onnx_graph`.
+
+Modules: `cli` (the command), `mlx` (MLX weights for JinaBERT/BERT), `qwen` (mlx-lm models),
+`onnx_graph` (graph builder, no PyTorch), `onnx_export` (fp32/int8/fp16 files, export cache),
+`weights` (safetensors → numpy, bfloat16 included).
+"""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -58,12 +59,16 @@ def quantize_int8(model, out: Path, *, per_channel: bool = True) -> None:
 
     from .onnx_graph import PROTOBUF_LIMIT
 
-    quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], per_channel=per_channel,
-                     weight_type=QuantType.QInt8,
-                     use_external_data_format=sum(t.ByteSize() for t in model.graph.initializer) > PROTOBUF_LIMIT,
-                     extra_options={"MatMulConstBOnly": True,
-                                    # contrib operators stop ONNX shape inference: their outputs are float
-                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    logging.disable(logging.WARNING)        # quantize_dynamic logs advice to the root logger (stderr)
+    try:
+        quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], per_channel=per_channel,
+                         weight_type=QuantType.QInt8,
+                         use_external_data_format=sum(t.ByteSize() for t in model.graph.initializer) > PROTOBUF_LIMIT,
+                         extra_options={"MatMulConstBOnly": True,
+                                        # contrib operators stop ONNX shape inference: their outputs are float
+                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def source_key(folder: Path) -> str:
@@ -88,6 +93,10 @@ def onnx_model(folder: Path, precision: str) -> Path:
     shipped = folder / FILENAMES[precision]
     if shipped.is_file():
         return shipped
+    quantized = read_config(folder).get("quantization")
+    if quantized:
+        raise ModelUnavailable(f"{folder} holds {quantized['bits']}-bit MLX weights, which ONNX Runtime cannot run; "
+                               f"convert the original model with `hhg convert SRC OUT --onnx-int8`")
     cache = cache_dir(folder)
     path, stamp = cache / FILENAMES[precision], cache / f"{FILENAMES[precision]}.source"
     key = source_key(folder)

@@ -9,6 +9,8 @@ and `quantize` work everywhere (for accuracy checks, or Apple silicon where they
 """
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 
 from .encoder import Encoder
@@ -20,13 +22,21 @@ from .models.hub import resolve_model
 BACKENDS = ("auto", "mlx", "onnx", "onnx-cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 QWEN_ARCHITECTURES = ("qwen2", "qwen3")
+ONNX_ARCHITECTURES = ("jinabert", "bert")
 
 
 def choose_backend(requested: str, architecture: str, folder: Path) -> str:
-    """The concrete backend for `requested` ("auto" → MLX)."""
+    """The concrete backend for `requested`. "auto": MLX on Apple silicon (Metal) and for
+    architectures without an ONNX export (Qwen); ONNX Runtime on CUDA where onnxruntime-gpu runs
+    on a GPU; otherwise ONNX Runtime on the CPU (2-3x MLX-CPU's speed there, DESIGN.md)."""
     if requested not in BACKENDS:
         raise UnsupportedModel(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
-    return "mlx" if requested == "auto" else requested
+    if requested != "auto":
+        return requested
+    if architecture not in ONNX_ARCHITECTURES or (sys.platform == "darwin" and platform.machine() == "arm64"):
+        return "mlx"
+    from fallback.onnx_encoder import cuda_usable
+    return "onnx-cuda" if cuda_usable() else "onnx"
 
 
 def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None,
@@ -58,7 +68,9 @@ def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quan
         from .models.mlx_encoder import load_mlx_encoder
         return load_mlx_encoder(folder, spec, architecture, settings.config, tokenizer, dtype, quantize)
     try:
-        from fallback.onnx_encoder import load_onnx_encoder
+        from fallback.onnx_encoder import load_onnx_encoder, onnx_precision
     except ImportError:
         raise UnsupportedModel(f"backend {chosen} is not available in this installation") from None
-    return load_onnx_encoder(folder, spec, backend=chosen, dtype=dtype, quantize=quantize)
+    # auto with default dtype/quantize: the fastest precision (int8 on the CPU, fp16 on CUDA)
+    precision = onnx_precision(chosen, dtype, quantize, fastest=backend == "auto")
+    return load_onnx_encoder(folder, spec, tokenizer=tokenizer, backend=chosen, precision=precision)

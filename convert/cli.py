@@ -1,0 +1,179 @@
+"""`hhg convert SRC OUT`: a Hugging Face checkpoint → a self-describing hhg model folder
+(layout in `convert/__init__.py`). Progress goes to stderr, the summary to stdout."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import shutil
+import os
+import sys
+from pathlib import Path
+
+from hhg_mlx.errors import HhgError, UnsupportedModel
+
+# architecture -> (module, function) writing the MLX weights; each returns the same summary dict
+CONVERTERS = {
+    "jinabert": ("convert.mlx", "convert_encoder"),
+    "bert": ("convert.mlx", "convert_encoder"),
+    "qwen2": ("convert.qwen", "convert_qwen"),
+    "qwen3": ("convert.qwen", "convert_qwen"),
+}
+ONNX_ARCHITECTURES = ("jinabert", "bert")
+ONNX_FLAGS = (("onnx", "fp32"), ("onnx_int8", "int8"), ("onnx_fp16", "fp16"))
+HHG_FORMAT = 1
+
+EPILOG = """\
+examples:
+  hhg convert jina-code-v2 ~/models/jina-code-f16 --dtype float16 --onnx-int8
+  hhg convert ./all-MiniLM-L6-v2 ./minilm-4bit --quantize 4
+  hhg build --model ~/models/jina-code-f16"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("src", metavar="SRC", help="registry id, Hugging Face repo id or local Hugging Face folder")
+    parser.add_argument("out", metavar="OUT", help="folder to create")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                        help="MLX weight dtype (default: float32 for JinaBERT/BERT, bfloat16 for Qwen)")
+    parser.add_argument("--quantize", type=int, choices=(8, 4), help="quantise the MLX weights to 8 or 4 bits")
+    parser.add_argument("--group-size", type=int, default=64, metavar="N",
+                        help="weights per quantisation scale (default 64)")
+    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (fp32, ONNX Runtime CPU)")
+    parser.add_argument("--onnx-int8", action="store_true", help="also write model.int8.onnx (dynamic int8, CPU)")
+    parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it is a model folder already")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hhg_mlx.models import registry
+    from hhg_mlx.models.folder import model_architecture, read_settings
+    from hhg_mlx.models.hub import resolve_model
+
+    def step(message: str) -> None:
+        if not args.quiet:
+            print(f"hhg convert: {message}", file=sys.stderr, flush=True)
+
+    out = Path(args.out).expanduser()
+    _check_out(out, args.force)
+    step(f"reading {args.src}")
+    src = resolve_model(args.src, download=True)
+    if out.resolve() == src:
+        raise HhgError("OUT must differ from SRC")
+    settings = read_settings(src)
+    architecture = model_architecture(settings, registry.get(args.src))
+    if architecture not in CONVERTERS:
+        raise UnsupportedModel(f"cannot convert {architecture} models (supported: {', '.join(CONVERTERS)})")
+    if settings.config.get("quantization"):
+        raise UnsupportedModel(f"{args.src} is quantised already; convert the original model")
+    precisions = [precision for flag, precision in ONNX_FLAGS if getattr(args, flag)]
+    if precisions and architecture not in ONNX_ARCHITECTURES:
+        raise UnsupportedModel(f"ONNX export supports {', '.join(ONNX_ARCHITECTURES)} models, not {architecture}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.converting-{os.getpid()}"
+    staging.mkdir()
+    try:
+        module, function = CONVERTERS[architecture]
+        options = {"quantize": args.quantize, "group_size": args.group_size}
+        if args.dtype:
+            options["dtype"] = args.dtype
+        step(f"writing MLX weights ({_describe(args.dtype or 'default dtype', args.quantize, args.group_size)})")
+        summary = getattr(importlib.import_module(module), function)(src, staging, **options)
+        onnx_files = _export_onnx(src, staging, precisions, step)
+        _write_hhg_json(staging, args.src, src, settings, architecture, summary, onnx_files)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(_summary(out, architecture, summary, onnx_files))
+    return 0
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """OUT may be missing or empty; with --force it may also be an earlier model folder."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not force:
+        raise HhgError(f"{out} exists; pass --force to replace it")
+    if not (out / "config.json").is_file():
+        raise HhgError(f"{out} exists and is not a model folder; refusing to replace it")
+
+
+def _export_onnx(src: Path, out: Path, precisions: list[str], step) -> dict[str, str]:
+    from .onnx_export import FILENAMES, export
+
+    for precision in precisions:
+        step(f"exporting {FILENAMES[precision]}")
+        export(src, out / FILENAMES[precision], precision)
+    return {precision: FILENAMES[precision] for precision in precisions}
+
+
+def _write_hhg_json(out: Path, given: str, src: Path, settings, architecture: str, summary: dict,
+                    onnx_files: dict[str, str]) -> None:
+    from hhg_mlx.models import registry
+
+    info = registry.get(given)
+    manifest: dict = {"format": HHG_FORMAT, "architecture": architecture, "variant": None,
+                      "model_id": settings.model_id or (info.id if info else given)}
+    if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
+        manifest.update(_encoder_settings(out, given, src, architecture, settings))
+    manifest.update({
+        "dtype": summary["dtype"],
+        "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
+        "source": {"model": given, "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
+                   "revision": src.name if src.parent.name == "snapshots" else None,
+                   "sha256": {p.name: _sha256(p) for p in sorted(src.glob("model*.safetensors"))}},
+        "onnx": onnx_files,
+    })
+    (out / "hhg.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _encoder_settings(out: Path, given: str, src: Path, architecture: str, settings) -> dict:
+    """Pooling, prompts and length as the source resolves them (registry entry included), so the
+    converted folder embeds exactly like its source."""
+    from hhg_mlx.models import registry
+    from hhg_mlx.models.folder import encoder_spec, load_tokenizer
+
+    spec = encoder_spec(src, given, registry.get(given), load_tokenizer(src), settings=settings)
+    variant = None
+    if architecture == "jinabert":
+        from .onnx_graph import layer_variant
+        from .weights import load_encoder_weights
+
+        variant = layer_variant(load_encoder_weights(src))
+    return {"variant": variant, "pooling": spec.pooling,
+            "query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix,
+            "max_length": spec.max_length, "matryoshka_dims": list(spec.matryoshka_dims)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _describe(dtype: str, bits: int | None, group_size: int) -> str:
+    return f"{dtype}, {bits}-bit, group size {group_size}" if bits else dtype
+
+
+def _summary(out: Path, architecture: str, summary: dict, onnx_files: dict[str, str]) -> str:
+    quantization = summary["quantization"] or {"bits": None, "group_size": None}
+    lines = [f"{out}: {architecture}",
+             f"  MLX weights  {_mb(summary['bytes_before'])} -> {_mb(summary['bytes_after'])}  "
+             f"({_describe(summary['dtype'], quantization['bits'], quantization['group_size'])})"]
+    for precision, name in onnx_files.items():
+        size = sum(p.stat().st_size for p in out.glob(f"{name}*"))
+        lines.append(f"  ONNX {precision:<7} {_mb(size)}  ({name})")
+    return "\n".join(lines)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"

@@ -1,0 +1,119 @@
+"""ONNX Runtime encoders for JinaBERT and BERT: CPU fp32/int8 and CUDA fp16, same `TextEncoder`
+interface as the MLX backend. `onnxruntime` is imported only when an encoder is made.
+
+The graph (see `convert/onnx_graph.py`) returns last hidden states; pooling is the shared numpy
+`pool`, so every backend pools identically.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from hhg_mlx.encoder import EncoderSpec, TextEncoder, pool
+from hhg_mlx.errors import ModelUnavailable, UnsupportedModel
+
+BACKENDS = ("onnx", "onnx-cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (ONNX Runtime gains nothing from SMT siblings)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return usable
+    cores = set(re.findall(r"physical id\s*:\s*(\d+)\s*\n(?:.*\n)*?core id\s*:\s*(\d+)", cpuinfo))
+    return max(1, min(usable, len(cores) or usable))
+
+
+@functools.cache
+def cuda_usable() -> bool:
+    """onnxruntime-gpu is installed and really runs a graph on a GPU (not just compiled with CUDA)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        return False
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    probe.ir_version = 8
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), providers=[CUDA, CPU])
+    except Exception:       # missing CUDA/cuDNN libraries, no driver, no device
+        return False
+    return session.get_providers()[0] == CUDA
+
+
+def onnx_precision(backend: str, dtype: str = "float32", quantize: int | None = None, *, fastest: bool = False) -> str:
+    """"fp32" | "int8" | "fp16" for the loader's arguments. `fastest` (backend chosen automatically,
+    dtype and quantize left at their defaults) picks int8 on the CPU and fp16 on CUDA."""
+    if quantize not in (None, 8):
+        raise UnsupportedModel(f"ONNX Runtime quantises to 8 bits only, not {quantize}")
+    if backend == "onnx-cuda":
+        if quantize:
+            raise UnsupportedModel("int8 runs on the CPU (backend onnx); onnx-cuda computes in float16 or float32")
+        return "fp16" if fastest or dtype != "float32" else "fp32"
+    if quantize or (fastest and dtype == "float32"):
+        return "int8"
+    return "fp32" if dtype == "float32" else "fp16"
+
+
+def make_session(path: Path, backend: str = "onnx", threads: int | None = None):
+    """An InferenceSession with every graph optimisation, one intra-op thread per physical core."""
+    import onnxruntime as ort
+
+    if backend not in BACKENDS:
+        raise UnsupportedModel(f"unknown ONNX backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3          # no provider-fallback warnings on stderr: checked below
+    providers = [CUDA, CPU] if backend == "onnx-cuda" else [CPU]
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    if backend == "onnx-cuda" and session.get_providers()[0] != CUDA:
+        raise ModelUnavailable("onnx-cuda needs onnxruntime-gpu with a working CUDA setup "
+                               "(pip install 'hhg[cuda]' in place of onnxruntime); use backend onnx")
+    return session
+
+
+class ONNXEncoder(TextEncoder):
+    """A `TextEncoder` whose network is an ONNX Runtime session."""
+
+    def __init__(self, session, tokenizer, spec: EncoderSpec, backend: str = "onnx", precision: str = "fp32",
+                 token_budget: int = 8192) -> None:
+        super().__init__(tokenizer, spec, token_budget)
+        self.session = session
+        self.backend = backend
+        self.precision = precision
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        feeds = {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask}
+        (hidden,) = self.session.run(None, feeds)
+        return pool(hidden, mask, self.spec.pooling)
+
+
+def load_onnx_encoder(folder: Path, spec: EncoderSpec, *, tokenizer=None, backend: str = "onnx",
+                      precision: str = "fp32", threads: int | None = None) -> ONNXEncoder:
+    """An ONNX Runtime encoder for a Hugging Face or converted model folder. The ONNX file is the
+    folder's own (`hhg convert --onnx...`) or exported on first use and cached (`convert.onnx_export`)."""
+    from convert.onnx_export import onnx_model
+    from hhg_mlx.models.folder import load_tokenizer
+
+    path = onnx_model(Path(folder), precision)
+    return ONNXEncoder(make_session(path, backend, threads), tokenizer or load_tokenizer(folder), spec,
+                       backend, precision)
