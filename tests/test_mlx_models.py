@@ -29,7 +29,7 @@ def _max_diff(encoder, folder, ids, mask, **ref_kwargs) -> float:
 @pytest.mark.parametrize("heads", [6, 4, 12])
 def test_jinabert_matches_reference(make_checkpoint, variant, heads):
     folder = make_checkpoint("jinabert", variant=variant, heads=heads, hidden=8 * heads)
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     _, (ids, mask) = _batch(pad_id=encoder.spec.pad_token_id)
     assert _max_diff(encoder, folder, ids, mask) < FP32_TOL
 
@@ -38,7 +38,7 @@ def test_jinabert_matches_reference(make_checkpoint, variant, heads):
 @pytest.mark.parametrize("heads", [6, 4])
 def test_bert_matches_reference(make_checkpoint, pooling, heads):
     folder = make_checkpoint("bert", pooling=pooling, heads=heads, hidden=8 * heads)
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     assert encoder.spec.pooling == pooling
     _, (ids, mask) = _batch()
     assert _max_diff(encoder, folder, ids, mask) < FP32_TOL
@@ -47,7 +47,7 @@ def test_bert_matches_reference(make_checkpoint, pooling, heads):
 @pytest.mark.parametrize("kind", ["jinabert", "bert"])
 def test_padding_side_and_batching_do_not_change_embeddings(make_checkpoint, kind):
     folder = make_checkpoint(kind)
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     tokens, (ids, mask) = _batch(pad_id=encoder.spec.pad_token_id)
     right = encoder.embed_ids(ids, mask)
     left = encoder.embed_ids(*pad_tokens(tokens, encoder.spec.pad_token_id, left=True))
@@ -64,7 +64,7 @@ def test_checkpoint_layouts(make_checkpoint, kind, variant, dtype, prefix, extra
     """Half-precision files, a `bert.` prefix, with and without pooler/cls/position_ids."""
     kwargs = {"variant": variant} if variant else {}
     folder = make_checkpoint(kind, dtype=dtype, prefix=prefix, extras=extras, seed=3, **kwargs)
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     _, (ids, mask) = _batch(seed=1)
     assert _max_diff(encoder, folder, ids, mask) < FP32_TOL
 
@@ -72,7 +72,7 @@ def test_checkpoint_layouts(make_checkpoint, kind, variant, dtype, prefix, extra
 @pytest.mark.parametrize("variant", ["qk-post-norm", "base-en"])
 def test_tolerance_catches_swapped_glu_halves(make_checkpoint, variant):
     folder = make_checkpoint("jinabert", variant=variant)
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     _, (ids, mask) = _batch()
     assert _max_diff(encoder, folder, ids, mask, swap_glu=True) > 1e-3
 
@@ -80,7 +80,7 @@ def test_tolerance_catches_swapped_glu_halves(make_checkpoint, variant):
 def test_tolerance_catches_power_of_two_alibi_rule(make_checkpoint, monkeypatch):
     """With 6 heads, the plain 2^(-8(k+1)/n) formula is wrong; the test must notice."""
     folder = make_checkpoint("jinabert", heads=6)
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     _, (ids, mask) = _batch()
     monkeypatch.setattr(reference, "alibi_slopes", lambda n: np.array([2.0 ** (-8.0 * (k + 1) / n) for k in range(n)]))
     assert _max_diff(encoder, folder, ids, mask) > 1e-3
@@ -95,8 +95,8 @@ def test_alibi_slopes_follow_press_et_al():
 
 
 def test_tokenizers_and_pad_ids(make_checkpoint):
-    jina = load_encoder(str(make_checkpoint("jinabert")))
-    bert = load_encoder(str(make_checkpoint("bert")))
+    jina = load_encoder(str(make_checkpoint("jinabert")), backend="mlx")
+    bert = load_encoder(str(make_checkpoint("bert")), backend="mlx")
     assert jina.spec.pad_token_id == 1                           # <pad>
     assert bert.spec.pad_token_id == 0                           # [PAD]
     ids = jina.tokenize(["def retry_upload(self):"])[0]
@@ -108,7 +108,7 @@ def test_tokenizers_and_pad_ids(make_checkpoint):
 
 def test_embed_documents_matches_reference_on_text(make_checkpoint):
     folder = make_checkpoint("jinabert")
-    encoder = load_encoder(str(folder))
+    encoder = load_encoder(str(folder), backend="mlx")
     texts = ["def retry_upload(self, path):\n    return self.client.put(path)", "x", "class HttpClient: pass"]
     tokens = encoder.tokenize(texts)
     expected = reference.reference_embed(folder, *pad_tokens(tokens, encoder.spec.pad_token_id))
@@ -122,7 +122,7 @@ def test_quantized_model_stays_close_and_is_quantized(make_checkpoint):
     _, (ids, mask) = _batch()
     expected = reference.reference_embed(folder, ids, mask)
     for bits, min_cosine in ((8, 0.999), (4, 0.95)):
-        encoder = load_encoder(str(folder), quantize=bits)
+        encoder = load_encoder(str(folder), backend="mlx", quantize=bits)
         linears = [m for _, m in encoder.model.named_modules() if isinstance(m, (nn.Linear, nn.QuantizedLinear))]
         assert linears and all(isinstance(m, nn.QuantizedLinear) and m.bits == bits for m in linears)
         got = encoder.embed_ids(ids, mask)
