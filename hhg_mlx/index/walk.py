@@ -25,10 +25,12 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING
 
 from .languages import skip_reason_for_name
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 SILENT_DIRS = frozenset({".git", ".hhg", ".hg", ".svn", ".bzr"})
 EXCLUDED_DIRS = frozenset({
@@ -101,10 +103,12 @@ def _add_file(path: Path | str, rel: str, max_bytes: int, files: list[FileEntry]
 
 # --- ignore files -------------------------------------------------------------------------------------------------
 
-Ignores = tuple[tuple[str, GitIgnoreSpec], ...]   # (folder relative to the root, spec), outermost first
+Ignores = tuple[tuple[str, "GitIgnoreSpec"], ...]   # (folder relative to the root, spec), outermost first
 
 
 def _read_spec(path: Path | str) -> GitIgnoreSpec | None:
+    from pathspec import GitIgnoreSpec   # only when an ignore file exists: keeps the search path light
+
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
