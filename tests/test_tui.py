@@ -1,0 +1,242 @@
+"""`hhg-tui` end to end, headless (Textual's Pilot) on a generated repository."""
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cli_fixtures import FILES, make_repo, write_tree
+from engine_fixtures import StubEncoder
+
+from hhg_mlx.index.index import Index
+from hhg_mlx.index.store import db_path
+from tui.app import HhgApp
+from tui.screens import BuildScreen, HelpScreen, WhyScreen
+from tui.widgets import ResultList
+
+SIZE = (80, 24)
+QUERY = "retry failed uploads"
+
+
+@pytest.fixture(autouse=True)
+def _log_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """The CLI tests' repository, indexed with the stub encoder (so hybrid mode works offline)."""
+    root = make_repo(tmp_path_factory.mktemp("tui") / "repo", use_git=False)
+    Index.build(root, encoder=StubEncoder()).close()
+    return root
+
+
+def line_of(root: Path, file: str, needle: str) -> int:
+    """1-based line of the first line of `file` that contains `needle` (read independently)."""
+    lines = (root / file).read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if needle in text)
+
+
+async def until(pilot, condition, timeout: float = 20.0) -> None:
+    """Let the app run until `condition()` holds (workers are threads; results arrive later)."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the app never reached the expected state")
+
+
+async def search(pilot, query: str) -> None:
+    app = pilot.app
+    await until(pilot, lambda: app.index is not None and not app.screen.is_modal)
+    seq = app._seq
+    await pilot.press(*query)
+    await until(pilot, lambda: app._seq > seq and app.search_ms is not None and app.query_one(ResultList).option_count)
+
+
+def preview_text(app) -> str:
+    from rich.console import Console
+
+    console = Console(width=100, record=True, color_system=None)
+    console.print(app.query_one("#preview").content)
+    return console.export_text()
+
+
+@pytest.mark.asyncio
+async def test_typing_shows_the_expected_hit_and_its_preview(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        expected = Index.open(repo).search(QUERY, k=5, mode="keyword")
+        assert expected[0].name == "Uploader.retry_failed_uploads"
+        assert [(h.file, h.line) for h in app.hits[:5]] == [(h.file, h.line) for h in expected]
+        results = app.query_one(ResultList)
+        assert results.highlighted == 0
+        assert app.query_one("#preview-pane").border_title.startswith(f"src/upload.py:{expected[0].line}-")
+        assert '"""Retry every failed upload with exponential backoff."""' in preview_text(app)
+
+
+@pytest.mark.asyncio
+async def test_moving_the_selection_updates_the_preview(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        first = preview_text(app)
+        await pilot.press("down")                     # from the query box
+        second = app.hits[1]
+        assert app.query_one(ResultList).highlighted == 1
+        assert app.query_one("#preview-pane").border_title == f"{second.file}:{second.line}-{second.end_line}"
+        text = preview_text(app)
+        assert text != first and second.content.splitlines()[0].strip() in text
+        await pilot.press("enter", "k")               # into the list, then k moves up
+        assert app.focused is app.query_one(ResultList)
+        assert app.query_one(ResultList).highlighted == 0
+        await pilot.press("j", "j")
+        assert app.query_one(ResultList).highlighted == 2
+
+
+@pytest.mark.asyncio
+async def test_click_selects_a_result(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        results = app.query_one(ResultList)
+        await pilot.click(ResultList, offset=(5, 2))
+        assert results.highlighted == 2 and app.focused is results
+
+
+@pytest.mark.asyncio
+async def test_enter_opens_the_editor_at_the_line(repo, tmp_path, monkeypatch):
+    record = tmp_path / "argv.txt"
+    editor = tmp_path / "bin" / "nvim"                # named like a known editor: +LINE convention
+    editor.parent.mkdir()
+    editor.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a" >> "{record}"; done\n')
+    editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{editor} -R")
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        await pilot.press("enter", "enter")           # query → list, list → editor
+        await until(pilot, record.exists)
+    line = line_of(repo, "src/upload.py", "def retry_failed_uploads")
+    assert record.read_text().splitlines() == ["-R", f"+{line}", str(repo / "src" / "upload.py")]
+
+
+@pytest.mark.asyncio
+async def test_build_offer_on_an_unindexed_folder(tmp_path):
+    root = tmp_path / "fresh"
+    root.mkdir()
+    write_tree(root, {"upload.py": FILES["src/upload.py"]})
+    app = HhgApp(root, mode="keyword", debounce=0.01, encoder=StubEncoder())
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, BuildScreen))
+        await pilot.press("enter")                    # the Build button has the focus
+        await until(pilot, lambda: app.index is not None)
+        assert db_path(root).is_file()
+        await search(pilot, QUERY)
+        assert app.hits[0].file == "upload.py" and app.hits[0].name == "Uploader.retry_failed_uploads"
+
+
+@pytest.mark.asyncio
+async def test_declining_the_build_quits_without_an_index(tmp_path):
+    app = HhgApp(tmp_path, debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, BuildScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0 and not db_path(tmp_path).exists()
+
+
+@pytest.mark.asyncio
+async def test_q_types_in_the_query_and_quits_from_the_list(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, "quokka")
+        assert app.query_one("#query").value == "quokka" and app.return_code is None
+        await pilot.press("tab", "tab", "tab")        # type box, path box, results
+        assert app.focused is app.query_one(ResultList)
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
+
+
+@pytest.mark.asyncio
+async def test_hybrid_search_mode_switch_and_similar(repo):
+    app = HhgApp(repo, debounce=0.01, encoder=StubEncoder())
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        index = Index.open(repo, encoder=StubEncoder())
+        assert [(h.file, h.line) for h in app.hits[:5]] == [(h.file, h.line) for h in index.search(QUERY, k=5)]
+        assert app.hits[0].explain["cosine"] is not None and app.hits[0].explain["bm25"] is not None
+        await pilot.press("ctrl+t")
+        assert app.mode == "keyword" and app.query_one("#query").border_title == "keyword"
+        await pilot.press("ctrl+t")
+        assert app.mode == "semantic"
+        await until(pilot, lambda: app.hits and app.hits[0].explain["bm25"] is None)
+        target = app.hits[0]
+        expected = index.similar(target.file, line=target.line, k=5)
+        await pilot.press("enter", "s")
+        await until(pilot, lambda: [(h.file, h.line) for h in app.hits[:5]] == [(h.file, h.line) for h in expected])
+        assert (target.file, target.line) not in [(h.file, h.line) for h in app.hits]
+        assert f"similar to {target.file}:{target.line}" in str(app.query_one("#status").content)
+
+
+@pytest.mark.asyncio
+async def test_filters_are_applied(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, "wombat")
+        assert {h.file.rsplit(".", 1)[-1] for h in app.hits} == {"py", "go"}
+        await pilot.press("tab", *"go")
+        await until(pilot, lambda: app.hits and {h.file for h in app.hits} == {"zoo/wombats.go"})
+        await pilot.press("backspace", "backspace", "tab", *"zoo/*.py !zoo/wombat_1.py")
+        expected = {f"zoo/wombat_{i}.py" for i in range(8)} - {"zoo/wombat_1.py"}
+        await until(pilot, lambda: {h.file for h in app.hits} == expected)
+
+
+@pytest.mark.asyncio
+async def test_why_help_copy(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        await pilot.press("enter", "y")
+        hit = app.hits[0]
+        assert app.clipboard == f"{hit.file}:{hit.line}"
+        await pilot.press("w")
+        assert isinstance(app.screen, WhyScreen)
+        table = app.screen.query_one("#explain").content
+        rows = dict(zip(table.columns[0].cells, table.columns[1].cells))
+        assert rows["terms"] == "failed, retry, uploads" and rows["bm25"].startswith(f"{hit.explain['bm25']:.4g}")
+        await pilot.press("escape", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not app.screen.is_modal
+
+
+@pytest.mark.asyncio
+async def test_errors_become_notifications_and_log_lines(repo, tmp_path):
+    app = HhgApp(repo, mode="semantic", debounce=0.01)     # no encoder for "stub-bag": semantic fails
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.index is not None)
+        await pilot.press(*"upload")
+        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        assert app.return_code is None and app.hits == []
+        message = next(n.message for n in app._notifications if n.severity == "error")
+        assert message.startswith("semantic search unavailable")
+    log = (tmp_path / "cache" / "hhg" / "tui.log").read_text()
+    assert "ModelUnavailable" in log and "Traceback" in log
+
+
+def test_main_screen_snapshot(repo, snap_compare):
+    """80×24 main screen: fixed repository and query; the search time is pinned."""
+
+    async def run_before(pilot):
+        await search(pilot, QUERY)
+        await pilot.press("down")
+        pilot.app.search_ms = 3.0
+        pilot.app._show_status()
+        await pilot.pause()
+
+    app = HhgApp(repo, mode="keyword", debounce=0.01, encoder=StubEncoder())
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

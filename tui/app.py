@@ -1,0 +1,368 @@
+"""`hhg-tui`: search a codebase as you type, read the hits in context, jump into the editor."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+from time import perf_counter
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.timer import Timer
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.worker import get_current_worker
+
+from hhg_mlx.errors import HhgError, IndexNotFound
+from hhg_mlx.tokens import query_terms
+from hhg_mlx.types import Filters, Hit
+
+from .editor import editor_command, resolve_editor
+from .preview import render_hit
+from .screens import BuildScreen, HelpScreen, WhyScreen
+from .widgets import QueryInput, ResultList, StatusBar
+
+log = logging.getLogger("hhg.tui")
+
+MODES = ("hybrid", "keyword", "semantic")
+RESULTS = 50
+
+
+def log_path() -> Path:
+    """Where errors are written: `$XDG_CACHE_HOME/hhg/tui.log` (default `~/.cache/hhg/tui.log`)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "hhg" / "tui.log"
+
+
+def setup_logging() -> None:
+    """Send the `hhg` loggers to the log file, and nowhere else (never the terminal)."""
+    path = log_path()
+    logger = logging.getLogger("hhg")
+    for handler in logger.handlers[:]:
+        if getattr(handler, "baseFilename", None) == str(path):
+            return
+        logger.removeHandler(handler)
+        handler.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def parse_filters(types: str, paths: str) -> Filters | None:
+    """The filter boxes as `Filters` (None when both are empty). `types` lists languages or
+    extensions (`py, go`). `paths` lists folders (`src lib/net`), globs (`*.py`, `src/**/test_*`) and
+    exclusions (`!*_test.go`). `Filters.paths` takes folder prefixes only, so globs become gitignore
+    lines: exclude everything (`*`), re-include the globs (`!glob`), then exclude the exclusions
+    and everything below them (a file-level re-inclusion outranks a folder-level exclusion)."""
+    type_list = tuple(t for t in re.split(r"[\s,]+", types) if t)
+    folders, globs, excluded = [], [], []
+    for word in filter(None, re.split(r"[\s,]+", paths)):
+        if word.startswith("!"):
+            if word := word[1:].rstrip("/"):
+                excluded += [word, f"{word}/**"]
+        elif any(c in word for c in "*?["):
+            globs.append(word)
+        else:
+            folders.append(word)
+    if not (type_list or folders or globs or excluded):
+        return None
+    exclude = (["*", *(f"!{g}" for g in globs)] if globs else []) + excluded
+    return Filters(types=type_list, paths=tuple(folders), exclude=tuple(exclude))
+
+
+class HhgApp(App[None]):
+    """The explorer. All index work runs in thread workers, one at a time behind a lock, so the
+    interface never waits for the model, a search or an update."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "hhg"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("slash", "focus_query", "Query"),
+        Binding("ctrl+t", "cycle_mode", "Mode"),
+        Binding("s", "similar", "Similar"),
+        Binding("w", "why", "Why"),
+        Binding("y", "copy", "Copy"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    mode: reactive[str] = reactive("hybrid", init=False)
+
+    def __init__(self, root: str | Path = ".", *, model: str | None = None, mode: str = "hybrid",
+                 encoder=None, debounce: float = 0.15) -> None:
+        """`model` is used when the app builds the index; `encoder` (an `Encoder`) replaces the
+        index's own model, as in `Index.open(root, encoder=...)`."""
+        super().__init__()
+        setup_logging()
+        self.root = Path(root).resolve()
+        self.model = model
+        self.encoder = encoder
+        self.set_reactive(HhgApp.mode, mode)
+        self.debounce = debounce
+        self.index = None                      # hhg_mlx Index, once opened or built
+        self.hits: list[Hit] = []
+        self.search_ms: float | None = None    # the engine's time for the last search
+        self._lock = threading.Lock()          # one index call at a time
+        self._seq = 0                          # the newest request; older results are dropped
+        self._timer: Timer | None = None
+        self._info: dict = {}                 # Index.status()
+        self._noticed: set[str] = set()
+        self._note = "opening index…"        # what the app is busy with
+        self._title = ""                      # what the results are, when not the query's hits
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="bar"):
+            yield QueryInput(placeholder="search…", id="query")
+            yield Input(placeholder="py,go", id="types")
+            yield Input(placeholder="src/** !*test*", id="paths")
+        yield ResultList(id="results")
+        with VerticalScroll(id="preview-pane"):
+            yield Static(id="preview")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#query").border_title = self.mode
+        self.query_one("#types").border_title = "type"
+        self.query_one("#paths").border_title = "path"
+        self._show_status()
+        self._open()
+
+    # -- the index --------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="open")
+    def _open(self) -> None:
+        from hhg_mlx.index.index import Index
+
+        try:
+            index = Index.open(self.root, encoder=self.encoder)
+        except IndexNotFound:
+            self.call_from_thread(self.push_screen, BuildScreen(self.root, self.model, self.encoder), self._built)
+        except Exception as err:
+            self.call_from_thread(self.error, err, "cannot open the index")
+        else:
+            self.call_from_thread(self._index_ready, index, True)
+
+    def _built(self, index) -> None:
+        if index is None:
+            self.exit()
+        else:
+            self._index_ready(index, False)
+
+    def _index_ready(self, index, update: bool) -> None:
+        self.index = index
+        self.query_one("#query").focus()
+        self._prepare(update)
+        if self.query_one("#query", Input).value.strip():
+            self._search_now()
+
+    @work(thread=True, exclusive=True, group="index")
+    def _prepare(self, update: bool) -> None:
+        """Read the status, load the model once (a first query also loads the vectors), then bring
+        stale files up to date: each step takes the lock on its own, so searches slip in between."""
+        self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
+        if self._info.get("model"):
+            self._locked("loading model…", lambda index: index.search("warm up", k=1), "cannot load the model")
+        if update:
+            stats = self._locked("updating…", lambda index: index.update(), "update failed")
+            log.info("update: %s", stats)
+            if stats is not None and (stats.added or stats.modified or stats.deleted):
+                self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
+                self.call_from_thread(self._search_now)
+        self.call_from_thread(self._show_status)
+
+    def _locked(self, note: str, call, what: str):
+        """`call(index)` under the lock, from a worker thread, with `note` in the status bar; errors
+        are reported and give None."""
+        self._note = note
+        self.call_from_thread(self._show_status)
+        try:
+            with self._lock:
+                return call(self.index)
+        except Exception as err:
+            self.call_from_thread(self.error, err, what)
+            return None
+        finally:
+            self._note = ""
+
+    def _show_status(self) -> None:
+        note = " · ".join(filter(None, (self._title, self._note)))
+        self.query_one(StatusBar).show(self.mode, self._info, self.search_ms, note)
+
+    # -- searching --------------------------------------------------------------------------
+    @on(Input.Changed)
+    def _schedule_search(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(self.debounce, self._search_now)
+
+    def _search_now(self) -> None:
+        self._seq += 1
+        query = self.query_one("#query", Input).value.strip()
+        if self.index is None:
+            return
+        if not query:
+            self._show(self._seq, [], None, "")
+            return
+        filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
+        mode = self.mode
+        self._run(self._seq, "", lambda index: index.search(query, k=RESULTS, filters=filters, mode=mode))
+
+    @work(thread=True, exclusive=True, group="search")
+    def _run(self, seq: int, title: str, call) -> None:
+        """Run `call(index)` for request `seq`; show its hits unless a newer request came in."""
+        worker = get_current_worker()
+        with self._lock:
+            if worker.is_cancelled or seq != self._seq:
+                return
+            start = perf_counter()
+            try:
+                hits = call(self.index)
+            except Exception as err:
+                self.call_from_thread(self.error, err, "search failed")
+                return
+            elapsed = (perf_counter() - start) * 1000
+        if seq == self._seq:
+            self.call_from_thread(self._show, seq, hits, elapsed, title)
+
+    def _show(self, seq: int, hits: list[Hit], elapsed: float | None, title: str) -> None:
+        if seq != self._seq:
+            return
+        for notice in self._take_notices():
+            self.notify(notice, severity="warning", timeout=8)
+        self.hits = hits
+        self.search_ms = elapsed
+        self._title = title
+        self.query_one(ResultList).show_hits(hits)
+        if not hits:
+            self._preview(None)
+        self._show_status()
+
+    def _take_notices(self) -> list[str]:
+        """The index's notices not shown yet (each is shown once)."""
+        fresh = [n for n in self.index.notices if n not in self._noticed]
+        self._noticed.update(fresh)
+        return fresh
+
+    @on(OptionList.OptionHighlighted, "#results")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self._preview(self.hits[event.option_index] if event.option_index < len(self.hits) else None)
+
+    def _preview(self, hit: Hit | None) -> None:
+        pane = self.query_one("#preview-pane")
+        preview = self.query_one("#preview", Static)
+        if hit is None:
+            pane.border_title = ""
+            preview.update("")
+            return
+        pane.border_title = f"{hit.file}:{hit.line}-{hit.end_line}"
+        terms = query_terms(self.query_one("#query", Input).value)
+        try:
+            preview.update(render_hit(hit, self.root, terms, dark=self.current_theme.dark))
+        except Exception as err:
+            self.error(err, "cannot show the preview")
+        pane.scroll_home(animate=False)
+
+    def watch_mode(self, mode: str) -> None:
+        self.query_one("#query").border_title = mode
+        self._show_status()
+        self._search_now()
+
+    # -- actions ----------------------------------------------------------------------------
+    def selected(self) -> Hit | None:
+        index = self.query_one(ResultList).highlighted
+        return self.hits[index] if index is not None and index < len(self.hits) else None
+
+    def action_focus_query(self) -> None:
+        self.query_one("#query").focus()
+
+    def action_cycle_mode(self) -> None:
+        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+
+    def action_cursor(self, step: int) -> None:
+        results = self.query_one(ResultList)
+        if results.option_count:
+            results.action_cursor_down() if step > 0 else results.action_cursor_up()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.query_one(ResultList).focus()
+
+    @on(OptionList.OptionSelected, "#results")
+    def action_edit(self) -> None:
+        hit = self.selected()
+        if hit is None:
+            return
+        argv = editor_command(resolve_editor(), str(self.root / hit.file), hit.line)
+        log.info("editor: %s", argv)
+        try:
+            if self.is_headless:
+                subprocess.run(argv, cwd=self.root, check=False)
+            else:
+                with self.suspend():
+                    subprocess.run(argv, cwd=self.root, check=False)
+        except (OSError, SuspendNotSupported) as err:
+            self.error(err, f"cannot run {argv[0]}")
+            return
+        self._preview(self.selected())
+        if self.index is not None:
+            self._prepare(True)
+
+    def action_similar(self) -> None:
+        hit = self.selected()
+        if hit is None or self.index is None:
+            return
+        self._seq += 1
+        filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
+        self._run(self._seq, f"similar to {hit.file}:{hit.line}",
+                  lambda index: index.similar(hit.file, line=hit.line, k=RESULTS, filters=filters))
+
+    def action_why(self) -> None:
+        hit = self.selected()
+        if hit is not None:
+            self.push_screen(WhyScreen(hit))
+
+    def action_copy(self) -> None:
+        hit = self.selected()
+        if hit is not None:
+            self.copy_to_clipboard(f"{hit.file}:{hit.line}")
+            self.notify(f"copied {hit.file}:{hit.line}", timeout=2)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    # -- errors -----------------------------------------------------------------------------
+    def error(self, err: BaseException, what: str) -> None:
+        """Report a failure: one line on screen, the traceback in the log."""
+        log.error(what, exc_info=err)
+        text = str(err) if isinstance(err, HhgError) else f"{what}: {err}"
+        self.notify(text, severity="error", timeout=8)
+
+    def _fatal_error(self) -> None:
+        # Last resort for a bug: keep the traceback in the log, not on the terminal.
+        log.critical("unexpected error", exc_info=True)
+        self._exit_renderables.append(Text(f"hhg-tui: unexpected error (details in {log_path()})"))
+        self._close_messages_no_wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hhg-tui", description="Explore a codebase with hhg, interactively.")
+    parser.add_argument("path", nargs="?", default=".", help="folder to search (default: .)")
+    parser.add_argument("--model", help="embedding model used when building an index")
+    parser.add_argument("--mode", choices=MODES, default="hybrid", help="initial search mode (ctrl+t switches)")
+    args = parser.parse_args(argv)
+    if not Path(args.path).is_dir():
+        parser.error(f"{args.path}: not a folder")
+    app = HhgApp(args.path, model=args.model, mode=args.mode)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,97 @@
+"""The main screen's widgets: the results list and the status bar."""
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual import events
+from textual.binding import Binding
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from hhg_mlx.types import Hit
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+BAR_WIDTH = 8
+
+
+def score_bar(score: float, top: float, width: int = BAR_WIDTH) -> str:
+    """A bar of `width` cells, full for the best hit (`top`), in eighths of a cell."""
+    fraction = min(max(score / top, 0.0), 1.0) if top > 0 else 0.0
+    full, part = divmod(round(fraction * width * 8), 8)
+    return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(width)
+
+
+def hit_row(hit: Hit, top: float) -> Table:
+    """One result line: `path:line`, kind, qualified name, score bar."""
+    row = Table.grid(expand=True, padding=(0, 1))
+    row.add_column(ratio=5, no_wrap=True, overflow="ellipsis")
+    row.add_column(width=8, no_wrap=True, overflow="ellipsis", style="italic")
+    row.add_column(ratio=4, no_wrap=True, overflow="ellipsis", style="bold")
+    row.add_column(width=BAR_WIDTH, no_wrap=True, style="green")
+    location = Text(hit.file, style="cyan")
+    location.append(f":{hit.line}", style="dim")
+    row.add_row(location, hit.kind, hit.name, score_bar(hit.score, top))
+    return row
+
+
+class QueryInput(Input):
+    """The query box: ↑/↓ move through the results while typing goes on."""
+
+    BINDINGS = [
+        Binding("down", "app.cursor(1)", "Next"),
+        Binding("up", "app.cursor(-1)", "Previous", show=False),
+        Binding("enter", "submit", "Results"),
+    ]
+
+
+class ResultList(OptionList):
+    """The hits. j/k move as well as the arrows; a click selects, a double click opens."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def show_hits(self, hits: list[Hit]) -> None:
+        top = max((h.score for h in hits), default=0.0)
+        self.set_options(Option(hit_row(h, top)) for h in hits)
+        if hits:
+            self.highlighted = 0
+
+    async def _on_click(self, event: events.Click) -> None:
+        index = event.style.meta.get("option")
+        if index is None:
+            return
+        self.focus()
+        self.highlighted = index
+        if event.chain >= 2:
+            self.action_select()
+
+
+class StatusBar(Static):
+    """One line: mode, model and backend, index size and staleness, last search time."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
+    """
+
+    def show(self, mode: str, info: dict, search_ms: float | None, note: str = "") -> None:
+        """`info` is `Index.status()` (empty until the index is open)."""
+        parts = [mode]
+        if info:
+            model = info.get("model") or "no model"
+            backend = info.get("backend")
+            parts.append(f"{model} ({backend})" if backend else model)
+            parts.append(f"{info.get('blocks', 0):,} blocks")
+            stale = _stale_count(info)
+            parts.append(f"{stale:,} stale" if stale else "up to date")
+        if search_ms is not None:
+            parts.append(f"{search_ms:.0f} ms")
+        if note:
+            parts.append(note)
+        self.update(" · ".join(parts))
+
+
+def _stale_count(info: dict) -> int:
+    stale = info.get("stale", 0)
+    return sum(stale.values()) if isinstance(stale, dict) else int(stale or 0)
