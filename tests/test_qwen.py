@@ -197,3 +197,39 @@ def test_unknown_architecture_is_refused(tmp_path, folders):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
     with pytest.raises(UnsupportedModel, match="model_type 'llama' is not a Qwen2/Qwen3 embedder"):
         load_qwen_encoder(folder, None)
+
+
+def test_load_encoder_dispatches_qwen_folders(folders):
+    from mlx.utils import tree_flatten
+
+    from hhg_mlx.loader import load_encoder
+
+    folder = folders["qodo-like"]
+    enc = load_encoder(str(folder), download=False)
+    assert enc.backend == "mlx" and enc.dim == 64
+    assert not any(name.startswith("lm_head") for name, _ in tree_flatten(enc.model.parameters()))
+    np.testing.assert_allclose(enc.embed_documents(TEXTS), ref.embed(folder, tokens(folder, TEXTS)), atol=2e-5)
+
+
+def test_hhg_convert_command_round_trip(tmp_path, folders):
+    import argparse
+    import json
+
+    from convert.cli import add_arguments, run
+    from hhg_mlx.loader import load_encoder
+
+    src, out = folders["jina-like"], tmp_path / "jina-8bit"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args([str(src), str(out), "--quantize", "8", "--group-size", "32", "-q"])) == 0
+    manifest = json.loads((out / "hhg.json").read_text())
+    assert (manifest["architecture"], manifest["dtype"]) == ("qwen2", "bfloat16")
+    assert manifest["quantization"] == {"bits": 8, "group_size": 32}
+    converted = load_encoder(str(out), download=False, dtype="bfloat16")
+    want = load_qwen_encoder(src, None, dtype="bfloat16", quantize=8, group_size=32).embed_queries(TEXTS)
+    np.testing.assert_allclose(converted.embed_queries(TEXTS), want, atol=1e-6)
+    # a folder converted from a registry model keeps that entry's settings (here: Matryoshka dims)
+    (out / "hhg.json").write_text(json.dumps({**manifest, "model_id": "jina-code-0.5b"}))
+    with pytest.raises(ValueError, match="supported: 64, 128, 256, 512, 896"):
+        load_encoder(str(out), download=False, dim=32)
+    assert load_encoder(str(out), download=False).model_id == "jina-code-0.5b"

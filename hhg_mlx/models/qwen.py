@@ -19,12 +19,11 @@ from mlx_lm.utils import load_model  # noqa: E402
 
 from ..encoder import EncoderSpec, TextEncoder, last_attended
 from ..errors import ModelUnavailable, UnsupportedModel
-from .folder import encoder_spec, load_tokenizer, read_json
+from . import registry
+from .folder import encoder_spec, load_tokenizer, read_json, read_settings
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-
-    from .registry import ModelInfo
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 DEFAULT_TASK = "nl2code"
@@ -186,13 +185,16 @@ class QwenEncoder(TextEncoder):
         return np.array(pooled.astype(mx.float32))
 
 
-def load_qwen_encoder(folder: Path, info: ModelInfo | None = None, dtype: str = "float32",
-                      quantize: int | None = None, dim: int | None = None, task: str | None = None,
+def load_qwen_encoder(folder: Path, info: registry.ModelInfo | None = None, dtype: str = "float32",
+                      quantize: int | None = None, dim: int | None = None, task: str | None = None, *,
+                      model_id: str | None = None, max_length: int | None = None,
                       group_size: int = 64) -> QwenEncoder:
     """A `QwenEncoder` for an HF or converted folder. Weights are cast to `dtype` (float32 is the
     fast choice on Linux CPU, where MLX's half-precision and quantised matmuls bypass BLAS);
     `quantize` (8/4 bits) quantises at load unless the folder is quantised already. Length, dims,
-    pad id and the default prompts come from `folder.encoder_spec`; `task` picks the prompts."""
+    pad id and the default prompts come from `folder.encoder_spec` (`model_id` defaults to the
+    registry id or the folder's name, `max_length` caps tokens per text); `task` picks the prompts.
+    A converted folder whose hhg.json names a registry model gets that entry's settings."""
     folder = Path(folder)
     if dtype not in DTYPES:
         raise UnsupportedModel(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
@@ -206,8 +208,11 @@ def load_qwen_encoder(folder: Path, info: ModelInfo | None = None, dtype: str = 
         quantize_weights(model, config, quantize, group_size)
     mx.eval(model.parameters())
 
+    settings = read_settings(folder)
+    info = info or registry.get(settings.model_id or "")      # a converted folder names its source
     tokenizer = load_tokenizer(folder)
-    spec = encoder_spec(folder, folder.name, info, tokenizer, dim=dim)
+    spec = encoder_spec(folder, model_id or folder.name, info, tokenizer, dim=dim, max_length=max_length,
+                        settings=settings)
     prompts = (read_json(folder / "config_sentence_transformers.json") or {}).get("prompts") or {}
     query, document = task_prompts(prompts, config["model_type"], task, (spec.query_prefix, spec.document_prefix))
     spec = replace(spec, pooling="last", query_prefix=query, document_prefix=document)
