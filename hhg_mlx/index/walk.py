@@ -63,8 +63,9 @@ def walk(root: Path, max_file_bytes: int = 2_000_000) -> WalkResult:
     files: list[FileEntry] = []
     paths = _git_paths(root)
     if paths:
+        base = str(root)
         for rel in _filter_git_paths(root, paths, skipped):
-            _add_file(root / rel, rel, max_file_bytes, files, skipped)
+            _add_file(f"{base}/{rel}", rel, max_file_bytes, files, skipped)
     else:
         _scan(root, max_file_bytes, files, skipped)
     files.sort(key=lambda f: f.path)
@@ -75,7 +76,7 @@ def _excluded_dir(name: str) -> bool:
     return name in EXCLUDED_DIRS or name.endswith(".egg-info")
 
 
-def _add_file(path: Path | str, rel: str, max_bytes: int, files: list[FileEntry], skipped: Counter[str]) -> None:
+def _add_file(path: str, rel: str, max_bytes: int, files: list[FileEntry], skipped: Counter[str]) -> None:
     """Stat one candidate file and either keep it or count why not."""
     reason = skip_reason_for_name(posixpath.basename(rel))
     if reason is None:
@@ -151,42 +152,31 @@ def _git_paths(root: Path) -> list[str] | None:
 
 
 def _filter_git_paths(root: Path, paths: list[str], skipped: Counter[str]) -> list[str]:
-    """Drop excluded folders and `.hhgignore` matches from git's list."""
+    """Drop excluded folders and `.hhgignore` matches from git's list (folder verdicts computed once each)."""
     markers = {posixpath.dirname(p) for p in paths if posixpath.basename(p) in MARKER_FILES}
     specs = [(posixpath.dirname(p), p) for p in paths if posixpath.basename(p) == ".hhgignore"]
     if (root / ".hhgignore").is_file() and ("", ".hhgignore") not in specs:
         specs.append(("", ".hhgignore"))   # honoured even when .gitignore hides it from git's list
     ignores: Ignores = tuple(sorted(
         (base, spec) for base, rel in specs if (spec := _read_spec(root / rel)) is not None))
-
     excluded: set[str] = set()
-    dir_verdicts: dict[str, bool] = {}
-    kept = []
-    for rel in paths:
-        parts = rel.split("/")
-        for i, part in enumerate(parts[:-1]):
-            if part in SILENT_DIRS:
-                break
-            if _excluded_dir(part) or (markers and "/".join(parts[:i + 1]) in markers):
-                excluded.add("/".join(parts[:i + 1]))
-                break
-        else:
-            if not (ignores and _git_hhgignored(ignores, parts, dir_verdicts)):
-                kept.append(rel)
+    dropped: dict[str, bool] = {"": False}   # folder -> nothing below it is indexed
+
+    def drop(folder: str) -> bool:
+        if folder not in dropped:
+            parent, _, name = folder.rpartition("/")
+            verdict = drop(parent)
+            if not verdict and name not in SILENT_DIRS and (_excluded_dir(name) or folder in markers):
+                excluded.add(folder)
+                verdict = True
+            dropped[folder] = verdict or name in SILENT_DIRS or bool(ignores) and _ignored(ignores, folder, True)
+        return dropped[folder]
+
+    kept = [rel for rel in paths
+            if not drop(posixpath.dirname(rel)) and not (ignores and _ignored(ignores, rel, False))]
     if excluded:
         skipped["excluded-dir"] += len(excluded)
     return kept
-
-
-def _git_hhgignored(ignores: Ignores, parts: list[str], dir_verdicts: dict[str, bool]) -> bool:
-    """`.hhgignore` verdict for a file, ancestors first (a file in an ignored folder stays ignored)."""
-    for i in range(1, len(parts)):
-        folder = "/".join(parts[:i])
-        if folder not in dir_verdicts:
-            dir_verdicts[folder] = _ignored(ignores, folder, True)
-        if dir_verdicts[folder]:
-            return True
-    return _ignored(ignores, "/".join(parts), False)
 
 
 # --- outside git --------------------------------------------------------------------------------------------------
@@ -217,11 +207,11 @@ def _scan(root: Path, max_bytes: int, files: list[FileEntry], skipped: Counter[s
                 skipped["unreadable"] += 1
                 continue
             if is_dir:
-                if entry.name in SILENT_DIRS:
-                    continue
+                if entry.name in SILENT_DIRS or _ignored(ignores, rel, True):
+                    continue   # as in git mode, an ignored folder is not counted
                 if _excluded_dir(entry.name):
                     skipped["excluded-dir"] += 1
-                elif not _ignored(ignores, rel, True):
+                else:
                     stack.append((rel, entry.path, ignores))
             elif not _ignored(ignores, rel, False):
                 _add_file(entry.path, rel, max_bytes, files, skipped)
