@@ -3,18 +3,20 @@
 Inside a git work tree the file list comes from `git ls-files --cached --others --exclude-standard` (git applies
 every `.gitignore`, `.git/info/exclude` and the global excludes); elsewhere from an `os.scandir` walk that applies
 nested `.gitignore` files with git's semantics through `pathspec`. `.hhgignore` files (same syntax) apply in both
-modes, after the `.gitignore` of the same folder. As in git, nothing below an ignored folder can be re-included.
+modes, after the `.gitignore` of the same folder (in git mode the root one always, nested ones when git lists them).
+As in git, nothing below an ignored folder can be re-included. A root that git lists nothing for (an ignored
+folder, an empty repository) is walked with scandir.
 
 Folders never indexed, whatever the ignore files say:
 - version-control and hhg's own folders (`.git`, `.hhg`, `.hg`, `.svn`, `.bzr`), silently;
 - dependency and tool-cache folders (`node_modules`, `__pycache__`, `.venv`, `.tox`, `*.egg-info`, ... see
   `EXCLUDED_DIRS`) and any folder holding a `pyvenv.cfg` (a virtualenv) or a `CACHEDIR.TAG` (a tool cache such as
-  Cargo's `target/`), counted as "excluded-dir" once per folder.
+  Cargo's `target/`), counted as "excluded-dir" once per folder unless an ignore file already hides it.
 Build outputs such as `dist/`, `build/` or `vendor/` are left to the ignore files: they are tracked source in too
 many projects to drop by name. Submodules, nested repositories and symlinked folders are not followed.
 
 Skipped files are counted by reason: "binary", "data", "lockfile", "minified" (by name, see `languages`),
-"too-large", "broken-symlink", "unreadable", "special" (fifos, sockets, devices).
+"too-large", "broken-symlink", "unreadable" (files or folders), "special" (fifos, sockets, devices).
 """
 from __future__ import annotations
 
