@@ -22,6 +22,15 @@ def embedding_files(src: Path) -> list[Path]:
     return sorted(files + modules)
 
 
+def copy_embedding_files(src: Path, out: Path) -> None:
+    """Copy `embedding_files(src)` into `out`."""
+    for path in embedding_files(src):
+        if path.is_dir():
+            shutil.copytree(path, out / path.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, out / path.name)
+
+
 def convert_qwen(src: Path, out: Path, dtype: str = "bfloat16", quantize: int | None = None,
                  group_size: int = 64) -> dict:
     """Write the converted model to `out` (which must not hold another model); return a summary
@@ -42,11 +51,7 @@ def convert_qwen(src: Path, out: Path, dtype: str = "bfloat16", quantize: int | 
     out.mkdir(parents=True, exist_ok=True)
     save_model(out, model)
     save_config({**config, "torch_dtype": dtype}, out / "config.json")
-    for path in embedding_files(src):
-        if path.is_dir():
-            shutil.copytree(path, out / path.name, dirs_exist_ok=True)
-        else:
-            shutil.copy2(path, out / path.name)
+    copy_embedding_files(src, out)
     return {
         "architecture": config["model_type"], "pooling": "last", "dtype": dtype,
         "quantization": config.get("quantization"),
