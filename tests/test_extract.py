@@ -273,7 +273,8 @@ CASES = {
         def helper
         end
         ''', [("module", "", 1, 1), ("class", "Shop", 3, 3), ("class", "Shop.Cart", 4, 5),
-              ("method", "Shop.Cart.add", 6, 8), ("method", "Shop.Cart.build", 10, 12), ("function", "helper", 16, 17)]),
+              ("method", "Shop.Cart.add", 6, 8), ("method", "Shop.Cart.build", 10, 12),
+              ("function", "helper", 16, 17)]),
     "a.php": ('''
         <?php
         namespace App;
@@ -318,8 +319,8 @@ CASES = {
 
         func top() {
         }
-        ''', [("module", "", 1, 1), ("class", "Dog", 3, 5), ("method", "Dog.init", 7, 9), ("method", "Dog.bark", 11, 13),
-              ("class", "Point", 16, 18), ("function", "top", 20, 21)]),
+        ''', [("module", "", 1, 1), ("class", "Dog", 3, 5), ("method", "Dog.init", 7, 9),
+              ("method", "Dog.bark", 11, 13), ("class", "Point", 16, 18), ("function", "top", 20, 21)]),
     "a.scala": ('''
         package demo
 
@@ -336,8 +337,8 @@ CASES = {
         trait Shape {
           def area(): Double
         }
-        ''', [("module", "", 1, 1), ("class", "Counter", 3, 3), ("method", "Counter.next", 4, 4), ("class", "Main", 7, 7),
-              ("method", "Main.main", 8, 10), ("class", "Shape", 13, 15)]),
+        ''', [("module", "", 1, 1), ("class", "Counter", 3, 3), ("method", "Counter.next", 4, 4),
+              ("class", "Main", 7, 7), ("method", "Main.main", 8, 10), ("class", "Shape", 13, 15)]),
     "a.lua": ('''
         local M = {}
 
@@ -369,7 +370,8 @@ CASES = {
         }
 
         greet world
-        ''', [("module", "", 1, 2), ("function", "greet", 4, 7), ("function", "cleanup", 9, 11), ("module", "", 13, 13)]),
+        ''', [("module", "", 1, 2), ("function", "greet", 4, 7), ("function", "cleanup", 9, 11),
+              ("module", "", 13, 13)]),
 }
 LANGUAGES = {"a.py": "python", "a.js": "javascript", "a.ts": "typescript", "a.tsx": "tsx", "a.go": "go",
              "a.rs": "rust", "Greeter.java": "java", "a.kt": "kotlin", "a.c": "c", "a.cpp": "cpp",

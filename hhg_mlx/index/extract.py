@@ -143,24 +143,29 @@ class _Grammar:
     namespaces: frozenset[str] = frozenset()   # containers whose functions stay functions (Rust mod, TS namespace)
 
 
-def _names(*kinds: str, name: str = "name: (_) @name") -> str:
-    return "\n".join(f"({kind} {name}) @class" for kind in kinds)
+def _classes(*kinds: str, name: str = "name: (_) @name") -> str:
+    """Query patterns capturing each node kind as a class named by its `name` field."""
+    return "\n".join(f"({kind} {name}) @class" for kind in kinds) + "\n"
+
+
+_NAMED_BODY = "name: (_) @name body: (_)"   # a definition, not a forward declaration or a type use
 
 
 _JS_FUNCTIONS = """
 (function_declaration name: (_) @name) @function
 (generator_function_declaration name: (_) @name) @function
 (method_definition name: (_) @name) @function
-(variable_declarator name: (identifier) @name value: [(arrow_function) (function_expression) (generator_function)]) @function
+(variable_declarator name: (identifier) @name
+                     value: [(arrow_function) (function_expression) (generator_function)]) @function
 """
 _FIELD_FUNCTION = "({} {}: (_) @name value: [(arrow_function) (function_expression)]) @function\n"
 _JS_WRAPPERS = frozenset({"export_statement", "lexical_declaration", "variable_declaration"})
-_TS_QUERY = _JS_FUNCTIONS + _FIELD_FUNCTION.format("public_field_definition", "name") + _names("class_declaration", "abstract_class_declaration", "interface_declaration",
-                                   "enum_declaration", "type_alias_declaration", "internal_module", "module")
+_TS_QUERY = _JS_FUNCTIONS + _FIELD_FUNCTION.format("public_field_definition", "name") + _classes(
+    "class_declaration", "abstract_class_declaration", "interface_declaration", "enum_declaration",
+    "type_alias_declaration", "internal_module", "module")
 _TS_WRAPPERS = _JS_WRAPPERS | {"expression_statement", "ambient_declaration"}
 _TS_NAMESPACES = frozenset({"internal_module", "module"})
-_C_TYPES = "\n".join(f"({kind} name: (_) @name body: (_)) @class" for kind in
-                     ("struct_specifier", "union_specifier", "enum_specifier")) + """
+_C_TYPES = _classes("struct_specifier", "union_specifier", "enum_specifier", name=_NAMED_BODY) + """
 (type_definition type: [(struct_specifier body: (_)) (union_specifier body: (_)) (enum_specifier body: (_))]
                  declarator: (type_identifier) @name) @class
 (function_definition) @function
@@ -173,7 +178,7 @@ _GRAMMARS: dict[str, _Grammar] = {
         """, wrappers=frozenset({"decorated_definition"})),
     "javascript": _Grammar("tree_sitter_javascript",
                            _JS_FUNCTIONS + _FIELD_FUNCTION.format("field_definition", "property")
-                           + _names("class_declaration"),
+                           + _classes("class_declaration"),
                            wrappers=_JS_WRAPPERS),
     "typescript": _Grammar("tree_sitter_typescript", _TS_QUERY, "language_typescript", _TS_WRAPPERS, _TS_NAMESPACES),
     "tsx": _Grammar("tree_sitter_typescript", _TS_QUERY, "language_tsx", _TS_WRAPPERS, _TS_NAMESPACES),
@@ -194,41 +199,41 @@ _GRAMMARS: dict[str, _Grammar] = {
                           (generic_type type: (type_identifier) @name)
                           (scoped_type_identifier name: (type_identifier) @name)]) @class
         (mod_item name: (identifier) @name body: (declaration_list)) @class
-        """ + _names("struct_item", "enum_item", "union_item", "trait_item"), namespaces=frozenset({"mod_item"})),
+        """ + _classes("struct_item", "enum_item", "union_item", "trait_item"), namespaces=frozenset({"mod_item"})),
     "java": _Grammar("tree_sitter_java", """
         (method_declaration name: (identifier) @name body: (block)) @function
         (constructor_declaration name: (identifier) @name) @function
         (compact_constructor_declaration name: (identifier) @name) @function
-        """ + _names("class_declaration", "interface_declaration", "enum_declaration", "record_declaration",
+        """ + _classes("class_declaration", "interface_declaration", "enum_declaration", "record_declaration",
                      "annotation_type_declaration")),
     "kotlin": _Grammar("tree_sitter_kotlin", """
         (function_declaration name: (identifier) @name (function_body)) @function
-        """ + _names("class_declaration", "object_declaration")),
+        """ + _classes("class_declaration", "object_declaration")),
     "c": _Grammar("tree_sitter_c", _C_TYPES),
-    "cpp": _Grammar("tree_sitter_cpp", _C_TYPES + _names("class_specifier", name="name: (_) @name body: (_)"),
+    "cpp": _Grammar("tree_sitter_cpp", _C_TYPES + _classes("class_specifier", name=_NAMED_BODY),
                     wrappers=frozenset({"template_declaration"})),
     "csharp": _Grammar("tree_sitter_c_sharp", """
         (method_declaration name: (identifier) @name body: (_)) @function
         (constructor_declaration name: (identifier) @name) @function
-        """ + _names("class_declaration", "struct_declaration", "interface_declaration", "enum_declaration",
+        """ + _classes("class_declaration", "struct_declaration", "interface_declaration", "enum_declaration",
                      "record_declaration")),
     "ruby": _Grammar("tree_sitter_ruby", """
         (method name: (_) @name) @function
         (singleton_method name: (_) @name) @function
-        """ + _names("class", "module")),
+        """ + _classes("class", "module")),
     "php": _Grammar("tree_sitter_php", """
         (function_definition name: (name) @name) @function
         (method_declaration name: (name) @name body: (compound_statement)) @function
-        """ + _names("class_declaration", "interface_declaration", "trait_declaration", "enum_declaration"),
+        """ + _classes("class_declaration", "interface_declaration", "trait_declaration", "enum_declaration"),
         "language_php"),
     "swift": _Grammar("tree_sitter_swift", """
         (function_declaration name: (simple_identifier) @name) @function
         (init_declaration "init" @name) @function
         (deinit_declaration "deinit" @name) @function
-        """ + _names("class_declaration", "protocol_declaration")),
+        """ + _classes("class_declaration", "protocol_declaration")),
     "scala": _Grammar("tree_sitter_scala", """
         (function_definition name: (identifier) @name) @function
-        """ + _names("class_definition", "object_definition", "trait_definition", "enum_definition")),
+        """ + _classes("class_definition", "object_definition", "trait_definition", "enum_definition")),
     "lua": _Grammar("tree_sitter_lua", """
         (function_declaration name: (_) @name) @function
         (assignment_statement (variable_list . name: (_) @name) (expression_list . value: (function_definition)))
