@@ -9,7 +9,7 @@ from textwrap import dedent
 
 import pytest
 
-from hhg_mlx.index.extract import CHUNK_LINES, extract, read_source
+from hhg_mlx.index.extract import CHUNK_LINES, decode_source, extract, read_source
 from hhg_mlx.index.languages import CODE_LANGUAGES, language_for, matches_type
 
 REPO = Path(__file__).resolve().parents[1]
@@ -574,12 +574,13 @@ def test_read_source_text_and_encodings(tmp_path: Path):
     cases = {
         "crlf.py": (b"a = 1\r\nb = 2\r\n", "a = 1\nb = 2\n"),
         "bom.py": (b"\xef\xbb\xbfx = '\xc3\xa9'\n", "x = '\u00e9'\n"),
-        "latin.py": (b"# caf\xe9 \x93quoted\x94\nx = 1\n", "# caf\u00e9 \u201cquoted\u201d\nx = 1\n"),
+        "latin.py": (b"# caf\xe9 \x93quoted\x94\rx = 1\n", "# caf\u00e9 \u201cquoted\u201d\nx = 1\n"),
         "wide.txt": ("h\u00e9llo\n".encode("utf-16"), "h\u00e9llo\n"),
     }
     for name, (data, text) in cases.items():
         (tmp_path / name).write_bytes(data)
         assert read_source(tmp_path / name) == (text, None), name
+        assert decode_source(data, name) == (text, None), name
 
 
 @pytest.mark.parametrize("name,data,reason", [

@@ -46,12 +46,7 @@ _GENERATED = re.compile(
 def read_source(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str | None]:
     """The file's text with universal newlines (`\\r\\n`, `\\r` → `\\n`), or `(None, reason)`.
 
-    Reasons: "unreadable" (any OS error), "too-large", "binary" (a NUL byte in the first 8 KiB), "encoding",
-    "minified" (mean line length above 250 characters, 1000 for prose, in files over 4 KiB) and "generated"
-    (a "Code generated ... DO NOT EDIT", "@generated" or "this file was generated" style marker in the first
-    5 lines). UTF-8 (with or without BOM) and BOM-marked UTF-16 decode exactly; other bytes are read as cp1252
-    (invalid bytes replaced) when at most 30% of them are non-ASCII, the signature of a legacy 8-bit
-    encoding; anything else is "encoding".
+    Reasons: "unreadable" (any OS error), "too-large", and those of `decode_source`.
     """
     path = Path(path)
     try:
@@ -61,11 +56,23 @@ def read_source(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str
         return None, "unreadable"
     if len(data) > max_bytes:
         return None, "too-large"
+    return decode_source(data, path.name)
+
+
+def decode_source(data: bytes, name: str) -> tuple[str | None, str | None]:
+    """`read_source` for bytes already read (`name` picks the prose rules): `(text, None)` or `(None, reason)`.
+
+    Reasons: "binary" (a NUL byte in the first 8 KiB), "encoding", "minified" (mean line length above 250
+    characters, 1000 for prose, in files over 4 KiB) and "generated" (a "Code generated ... DO NOT EDIT",
+    "@generated" or "this file was generated" style marker in the first 5 lines). UTF-8 (with or without BOM)
+    and BOM-marked UTF-16 decode exactly; other bytes are read as cp1252 (invalid bytes replaced) when at most
+    30% of them are non-ASCII, the signature of a legacy 8-bit encoding; anything else is "encoding".
+    """
     text = _decode(data)
     if text is None:
         return None, "binary" if b"\0" in data[:SNIFF_BYTES] else "encoding"
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    limit = 1000 if language_for(path.name) in PROSE else 250
+    limit = 1000 if language_for(name) in PROSE else 250
     if len(text) > 4096 and len(text) > limit * (text.count("\n") + 1):
         return None, "minified"
     if any(_GENERATED.search(line[:300]) for line in text.split("\n", 5)[:5]):
