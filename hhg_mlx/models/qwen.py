@@ -96,13 +96,13 @@ class Model(nn.Module):
         }
 
 
-class Qwen3Model(Model):
+class Qwen3(Model):
     """mlx-lm's Qwen3 trunk (per-head q/k RMSNorm, no q/k/v biases); no LM head."""
 
     trunk = qwen3.Qwen3Model
 
 
-ARCHITECTURES = {"qwen2": (Model, Qwen2Args), "qwen3": (Qwen3Model, Qwen3Args)}
+ARCHITECTURES = {"qwen2": (Model, Qwen2Args), "qwen3": (Qwen3, Qwen3Args)}
 
 
 def load_model_folder(folder: Path) -> tuple[Model, dict]:
