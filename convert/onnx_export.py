@@ -2,8 +2,8 @@
 
 `onnx_model(folder, precision)` is what loaders call: it returns the folder's own ONNX file
 when the folder was made by `hhg convert --onnx...`, and otherwise exports once into a cache
-(`<folder>/hhg-onnx/`, or `~/.cache/hhg/onnx/<key>/` when the folder is read-only, e.g. the
-Hugging Face cache) that is reused until the weights change.
+(`<folder>/hhg-onnx/`, or `~/.cache/hhg/onnx/<key>/` for read-only folders and Hugging Face
+cache snapshots) that is reused until the weights change.
 """
 from __future__ import annotations
 
@@ -81,8 +81,10 @@ def source_key(folder: Path) -> str:
 
 
 def cache_dir(folder: Path) -> Path:
-    """Where exports of `folder` live: next to the weights when writable, else the user cache."""
-    if os.access(folder, os.W_OK):
+    """Where exports of `folder` live: next to the weights when the folder is writable and not a
+    Hugging Face cache snapshot (the hub library manages those), else in the user cache."""
+    hub_snapshot = folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--")
+    if os.access(folder, os.W_OK) and not hub_snapshot:
         return folder / CACHE_SUBDIR
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "hhg" / "onnx" / source_key(folder)

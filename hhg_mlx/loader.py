@@ -26,15 +26,18 @@ ONNX_ARCHITECTURES = ("jinabert", "bert")
 
 
 def choose_backend(requested: str, architecture: str, folder: Path) -> str:
-    """The concrete backend for `requested`. "auto": MLX on Apple silicon (Metal) and for
-    architectures without an ONNX export (Qwen); ONNX Runtime on CUDA where onnxruntime-gpu runs
-    on a GPU; otherwise ONNX Runtime on the CPU (2-3x MLX-CPU's speed there, DESIGN.md)."""
+    """The concrete backend for `requested`. "auto": MLX on Apple silicon (Metal), for
+    architectures without an ONNX export (Qwen) and for MLX-quantised folders; ONNX Runtime on
+    CUDA where onnxruntime-gpu runs on a GPU; otherwise ONNX Runtime on the CPU (2-3x MLX-CPU's
+    speed there, DESIGN.md)."""
     if requested not in BACKENDS:
         raise UnsupportedModel(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
     if requested != "auto":
         return requested
     if architecture not in ONNX_ARCHITECTURES or (sys.platform == "darwin" and platform.machine() == "arm64"):
         return "mlx"
+    if read_settings(folder).config.get("quantization") and not any(folder.glob("model*.onnx")):
+        return "mlx"            # MLX-quantised converted folder: ONNX Runtime cannot run those weights
     from fallback.onnx_encoder import cuda_usable
     return "onnx-cuda" if cuda_usable() else "onnx"
 
