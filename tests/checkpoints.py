@@ -103,6 +103,13 @@ class _Weights:
         self.tensors[f"{name}.weight"] = (1.0 + self.rng.normal(0.0, self.std, dim)).astype(np.float32)
         self.normal(f"{name}.bias", dim)
 
+    def attention(self, p: str, hidden: int) -> None:
+        """`p`attention.self.{query,key,value} and attention.output.{dense,LayerNorm} (BERT's block)."""
+        for proj in ("query", "key", "value"):
+            self.linear(p + f"attention.self.{proj}", hidden, hidden)
+        self.linear(p + "attention.output.dense", hidden, hidden)
+        self.layer_norm(p + "attention.output.LayerNorm", hidden)
+
     def extras(self, hidden: int, vocab: int, max_positions: int) -> None:
         """What real checkpoints carry and encoders must ignore."""
         self.linear("pooler.dense", hidden, hidden)
@@ -150,6 +157,14 @@ def wordpiece_tokenizer() -> Tokenizer:
 # ---------------------------------------------------------------- JinaBERT
 
 
+def _start_folder(path: Path, tok: Tokenizer, vocab: int | None, save_tokenizer: bool) -> int:
+    """Create `path`, save the tokenizer there (if asked); the vocabulary size to use."""
+    path.mkdir(parents=True, exist_ok=True)
+    if save_tokenizer:
+        tok.save(str(path / "tokenizer.json"))
+    return max(vocab or 0, tok.get_vocab_size())
+
+
 def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: int = 48, heads: int = 6,
                   layers: int = 2, intermediate: int = 96, vocab: int | None = None, dtype: str = "float32",
                   prefix: str = "", extras: bool = True, seed: int = 0, std: float = 0.1,
@@ -160,11 +175,8 @@ def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: in
     if variant not in ("qk-post-norm", "base-en"):
         raise ValueError(f"unknown JinaBERT variant {variant!r}")
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tok = bpe_tokenizer() if variant == "qk-post-norm" else wordpiece_tokenizer()
-    vocab = max(vocab or 0, tok.get_vocab_size())
-    if tokenizer:
-        tok.save(str(path / "tokenizer.json"))
+    vocab = _start_folder(path, tok, vocab, tokenizer)
 
     w = _Weights(seed, std)
     w.normal("embeddings.word_embeddings.weight", vocab, hidden)
@@ -172,10 +184,7 @@ def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: in
     w.layer_norm("embeddings.LayerNorm", hidden)
     for n in range(layers):
         p = f"encoder.layer.{n}."
-        for proj in ("query", "key", "value"):
-            w.linear(p + f"attention.self.{proj}", hidden, hidden)
-        w.linear(p + "attention.output.dense", hidden, hidden)
-        w.layer_norm(p + "attention.output.LayerNorm", hidden)
+        w.attention(p, hidden)
         if variant == "qk-post-norm":
             w.layer_norm(p + "attention.self.layer_norm_q", hidden)
             w.layer_norm(p + "attention.self.layer_norm_k", hidden)
@@ -220,11 +229,7 @@ def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int
     """A random BERT checkpoint (MiniLM / bge / arctic-embed layout) with a WordPiece tokenizer and,
     when `sentence_transformers`, the files that give its pooling (mean/cls), query prompt and max length."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tok = wordpiece_tokenizer()
-    vocab = max(vocab or 0, tok.get_vocab_size())
-    if tokenizer:
-        tok.save(str(path / "tokenizer.json"))
+    vocab = _start_folder(path, wordpiece_tokenizer(), vocab, tokenizer)
 
     w = _Weights(seed, std)
     w.normal("embeddings.word_embeddings.weight", vocab, hidden)
@@ -233,10 +238,7 @@ def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int
     w.layer_norm("embeddings.LayerNorm", hidden)
     for n in range(layers):
         p = f"encoder.layer.{n}."
-        for proj in ("query", "key", "value"):
-            w.linear(p + f"attention.self.{proj}", hidden, hidden)
-        w.linear(p + "attention.output.dense", hidden, hidden)
-        w.layer_norm(p + "attention.output.LayerNorm", hidden)
+        w.attention(p, hidden)
         w.linear(p + "intermediate.dense", intermediate, hidden)
         w.linear(p + "output.dense", hidden, intermediate)
         w.layer_norm(p + "output.LayerNorm", hidden)

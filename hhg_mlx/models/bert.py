@@ -128,9 +128,16 @@ class Embeddings(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, args: ModelArgs):
+    """`encoder.layer.N`: the stack of layers, each called as layer(x, attention_bias)."""
+
+    def __init__(self, layers: list[nn.Module]):
         super().__init__()
-        self.layer = [Layer(args) for _ in range(args.num_hidden_layers)]
+        self.layer = layers
+
+    def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
+        for layer in self.layer:
+            x = layer(x, bias)
+        return x
 
 
 class Model(nn.Module):
@@ -138,14 +145,11 @@ class Model(nn.Module):
         super().__init__()
         self.args = args
         self.embeddings = Embeddings(args)
-        self.encoder = Encoder(args)
+        self.encoder = Encoder([Layer(args) for _ in range(args.num_hidden_layers)])
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         """Last hidden states (B, S, H)."""
         x = self.embeddings(input_ids, attention_mask)
-        bias = padding_bias(attention_mask, x.dtype)
-        for layer in self.encoder.layer:
-            x = layer(x, bias)
-        return x
+        return self.encoder(x, padding_bias(attention_mask, x.dtype))
 
     sanitize = staticmethod(sanitize)

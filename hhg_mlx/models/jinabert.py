@@ -15,7 +15,7 @@ from typing import Iterable
 from ..errors import UnsupportedModel
 from ..mlx_runtime import mx, nn
 from . import bert
-from .bert import Attention
+from .bert import Attention, Encoder
 
 QK_POST_NORM = "qk-post-norm"
 BASE_EN = "base-en"
@@ -120,25 +120,16 @@ class Layer(nn.Module):
         return self.layer_norm_2(h + self.mlp(h))
 
 
-class Encoder(nn.Module):
-    def __init__(self, args: ModelArgs):
-        super().__init__()
-        self.layer = [Layer(args) for _ in range(args.num_hidden_layers)]
-
-
 class Model(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
         self.embeddings = Embeddings(args)
-        self.encoder = Encoder(args)
+        self.encoder = Encoder([Layer(args) for _ in range(args.num_hidden_layers)])
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         """Last hidden states (B, S, H) for right- or left-padded ids."""
         x = self.embeddings(input_ids)
-        bias = attention_bias(attention_mask, self.args.num_attention_heads, x.dtype)
-        for layer in self.encoder.layer:
-            x = layer(x, bias)
-        return x
+        return self.encoder(x, attention_bias(attention_mask, self.args.num_attention_heads, x.dtype))
 
     sanitize = staticmethod(bert.sanitize)
