@@ -140,6 +140,8 @@ def test_load_encoder_rejects_bad_options(make_checkpoint):
         load_encoder(folder, backend="tpu")
     with pytest.raises(UnsupportedModel, match="quantize must be 8 or 4"):
         load_encoder(folder, quantize=3)
+    with pytest.raises(UnsupportedModel, match="does not support dim=16"):
+        load_encoder(folder, backend="mlx", dim=16)
 
 
 def test_qwen_folders_go_to_the_qwen_loader(tmp_path, monkeypatch):

@@ -133,6 +133,14 @@ def encoder_spec(folder: Path, model_id: str, info: ModelInfo | None, tokenizer:
                  settings: FolderSettings | None = None) -> EncoderSpec:
     """The `EncoderSpec` for an encoder-only model folder (pooling, prompts, length, dims, pad id)."""
     s = settings or read_settings(folder)
+    try:
+        return _spec(s, model_id, info, dim, max_length, pad_token_id(folder, tokenizer, s.config))
+    except ValueError as err:          # e.g. a `dim` the model does not offer
+        raise UnsupportedModel(str(err)) from None
+
+
+def _spec(s: FolderSettings, model_id: str, info: ModelInfo | None, dim: int | None, max_length: int | None,
+          pad_id: int) -> EncoderSpec:
     config = s.config
     limit = s.max_length or (info.max_length if info else None) or config.get("max_position_embeddings")
     limit = limit or DEFAULT_MAX_LENGTH
@@ -145,5 +153,5 @@ def encoder_spec(folder: Path, model_id: str, info: ModelInfo | None, tokenizer:
         document_prefix=_first(s.document_prefix, info.document_prefix if info else None) or "",
         dim=dim if dim is not None else s.dim,
         matryoshka_dims=s.matryoshka_dims or (tuple(info.matryoshka_dims) if info else ()),
-        pad_token_id=pad_token_id(folder, tokenizer, config),
+        pad_token_id=pad_id,
     )
