@@ -41,7 +41,7 @@ class MLXEncoder(TextEncoder):
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         mask = mx.array(attention_mask.astype(np.int32))
         pooled = pool(self.model(mx.array(input_ids.astype(np.int32)), mask), mask, self.spec.pooling)
-        return np.array(pooled, copy=False)
+        return np.array(pooled)
 
 
 def load_weights(folder: Path) -> dict[str, mx.array]:
