@@ -15,6 +15,7 @@ from qwen_fixtures import EOS, JINA_PROMPTS, make_qwen
 from convert.qwen import convert_qwen
 from hhg_mlx.models import registry
 from hhg_mlx.errors import UnsupportedModel
+from hhg_mlx.mlx_runtime import nn
 from hhg_mlx.models.qwen import load_qwen_encoder
 
 LENGTHS = [7, 1, 16, 11, 3]
@@ -133,7 +134,7 @@ def test_matryoshka_truncates_then_renormalises(folders, dim):
 
 def test_unsupported_dim_is_rejected(folders):
     info = replace(registry.get("jina-code-0.5b"), matryoshka_dims=(16, 32, 64))
-    with pytest.raises(ValueError, match=r"does not support dim=24 \(supported: 16, 32, 64\)"):
+    with pytest.raises(UnsupportedModel, match=r"does not support dim=24 \(supported: 16, 32, 64\)"):
         load_qwen_encoder(folders["jina-like"], info, dim=24)
 
 
@@ -173,9 +174,13 @@ def test_converted_folder_loads_the_same_model(tmp_path, folders, bits):
     assert (out / "config_sentence_transformers.json").read_text() == \
         (src / "config_sentence_transformers.json").read_text()
     assert (out / "tokenizer.json").is_file()
-    converted = load_qwen_encoder(out, None).embed_queries(TEXTS)
     at_load = load_qwen_encoder(src, None, quantize=bits, group_size=32).embed_queries(TEXTS)
-    np.testing.assert_allclose(converted, at_load, atol=1e-6)
+    converted = load_qwen_encoder(out, None)            # float32 on the CPU: dequantised at load
+    assert not any(isinstance(m, nn.QuantizedLinear) for _, m in converted.model.named_modules())
+    np.testing.assert_allclose(converted.embed_queries(TEXTS), at_load, atol=1e-5)
+    if bits:
+        kept = load_qwen_encoder(out, None, dtype="float16")          # other dtypes stay quantised
+        assert any(isinstance(m, nn.QuantizedLinear) for _, m in kept.model.named_modules())
     if bits is None:
         assert summary["bytes_after"] <= summary["bytes_before"] * 1.01
     else:
@@ -230,6 +235,6 @@ def test_hhg_convert_command_round_trip(tmp_path, folders):
     np.testing.assert_allclose(converted.embed_queries(TEXTS), want, atol=1e-6)
     # a folder converted from a registry model keeps that entry's settings (here: Matryoshka dims)
     (out / "hhg.json").write_text(json.dumps({**manifest, "model_id": "jina-code-0.5b"}))
-    with pytest.raises(ValueError, match="supported: 64, 128, 256, 512, 896"):
+    with pytest.raises(UnsupportedModel, match="supported: 64, 128, 256, 512, 896"):
         load_encoder(str(out), download=False, dim=32)
     assert load_encoder(str(out), download=False).model_id == "jina-code-0.5b"

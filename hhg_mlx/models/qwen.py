@@ -15,7 +15,7 @@ import numpy as np
 from hhg_mlx.mlx_runtime import mx, nn
 
 from mlx_lm.models import qwen2, qwen3  # noqa: E402  (after the OpenBLAS preload)
-from mlx_lm.utils import load_model  # noqa: E402
+from mlx_lm.utils import dequantize_model, load_model  # noqa: E402
 
 from ..encoder import EncoderSpec, TextEncoder, last_attended
 from ..errors import ModelUnavailable, UnsupportedModel
@@ -191,7 +191,8 @@ def load_qwen_encoder(folder: Path, info: registry.ModelInfo | None = None, dtyp
                       group_size: int = 64) -> QwenEncoder:
     """A `QwenEncoder` for an HF or converted folder. Weights are cast to `dtype` (float32 is the
     fast choice on Linux CPU, where MLX's half-precision and quantised matmuls bypass BLAS);
-    `quantize` (8/4 bits) quantises at load unless the folder is quantised already. Length, dims,
+    `quantize` (8/4 bits) quantises at load unless the folder is quantised already; a quantised
+    folder loaded for float32 on the CPU is dequantised (same values, BLAS speed). Length, dims,
     pad id and the default prompts come from `folder.encoder_spec` (`model_id` defaults to the
     registry id or the folder's name, `max_length` caps tokens per text); `task` picks the prompts.
     A converted folder whose hhg.json names a registry model gets that entry's settings."""
@@ -206,6 +207,8 @@ def load_qwen_encoder(folder: Path, info: registry.ModelInfo | None = None, dtyp
                                f"to get {quantize}-bit")
     if quantize and not stored:
         quantize_weights(model, config, quantize, group_size)
+    elif stored and dtype == "float32" and mx.default_device() == mx.cpu:
+        dequantize_model(model)          # a storage format here: MLX-CPU quantised matmuls are ~20x slower
     mx.eval(model.parameters())
 
     settings = read_settings(folder)
