@@ -16,13 +16,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterable
 
 from ..errors import IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
 from ..tokens import index_text
 from ..types import Block
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 1
 INDEX_DIR = ".hhg"
@@ -265,12 +266,16 @@ class Store:
             "GROUP BY w.hash", (model,)).fetchall()
 
     def put_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
+        import numpy as np
+
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.conn.executemany("INSERT OR REPLACE INTO embeddings(model, hash, vec) VALUES (?, ?, ?)",
                               [(model, h, v.tobytes()) for h, v in zip(hashes, vectors)])
 
     def window_vectors(self, model: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(block ids, vectors) of every embedded window, ordered by block id then window."""
+        import numpy as np
+
         rows = self.conn.execute(
             "SELECT w.block_id, e.vec FROM windows w JOIN embeddings e ON e.model = ? AND e.hash = w.hash "
             "ORDER BY w.block_id, w.seq", (model,)).fetchall()
