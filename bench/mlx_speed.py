@@ -101,10 +101,13 @@ def main() -> None:
 
     if args.corpus.is_dir():
         lengths = corpus_lengths(args.corpus)
+        by_length = sorted(range(len(lengths)), key=lengths.__getitem__)
         fixed = [list(range(i, min(i + 32, len(lengths)))) for i in range(0, len(lengths), 32)]
+        fixed_sorted = [by_length[i:i + 32] for i in range(0, len(lengths), 32)]
         budget = [list(b) for b in token_budget_batches(lengths, args.budget)]
         print(f"padding on {args.corpus} ({len(lengths):,} blocks, {sum(lengths):,} tokens, cut at 512):")
-        for name, batches in (("fixed batches of 32", fixed), (f"token budget {args.budget}", budget)):
+        for name, batches in (("fixed 32, file order", fixed), ("fixed 32, sorted", fixed_sorted),
+                              (f"token budget {args.budget}", budget)):
             pad, real = padding(lengths, batches)
             print(f"  {name:22s}: {len(batches):5d} batches, {pad:>11,} padding tokens "
                   f"({pad / (pad + real):5.1%} of computed tokens)")
