@@ -40,8 +40,9 @@ def test_bert_matches_reference(make_checkpoint, pooling, heads):
     folder = make_checkpoint("bert", pooling=pooling, heads=heads, hidden=8 * heads)
     encoder = load_encoder(str(folder), backend="mlx")
     assert encoder.spec.pooling == pooling
-    _, (ids, mask) = _batch()
+    tokens, (ids, mask) = _batch()
     assert _max_diff(encoder, folder, ids, mask) < FP32_TOL
+    assert _max_diff(encoder, folder, *pad_tokens(tokens, left=True)) < FP32_TOL
 
 
 @pytest.mark.parametrize("kind", ["jinabert", "bert"])
