@@ -34,7 +34,7 @@ def test_jinabert_matches_reference(make_checkpoint, variant, heads):
     assert _max_diff(encoder, folder, ids, mask) < FP32_TOL
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
 @pytest.mark.parametrize("heads", [6, 4])
 def test_bert_matches_reference(make_checkpoint, pooling, heads):
     folder = make_checkpoint("bert", pooling=pooling, heads=heads, hidden=8 * heads)
