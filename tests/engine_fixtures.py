@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,14 @@ def make_repo(root: Path, files: dict[str, str], fillers: int = 20) -> Path:
     return root
 
 
-def contents(idx) -> set[tuple]:
-    """Everything an index holds about blocks, for comparing two builds of the same tree."""
-    return set(idx._store.conn.execute(
-        "SELECT f.path, f.hash, b.start_line, b.end_line, b.kind, b.name, b.hash, fts.name, fts.path, fts.doc, fts.body "
-        "FROM blocks b JOIN files f ON f.id = b.file_id JOIN fts ON fts.rowid = b.id"))
+def contents(idx) -> tuple[set[tuple], Counter]:
+    """Everything an index holds about blocks, comparable between two builds of the same tree: the
+    block rows and every FTS term occurrence (term, column, offset), keyed by block, not by rowid."""
+    conn = idx._store.conn
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, instance)")
+    blocks = {r[0]: r[1:] for r in conn.execute(
+        "SELECT b.id, f.path, f.hash, b.start_line, b.end_line, b.kind, b.name, b.hash "
+        "FROM blocks b JOIN files f ON f.id = b.file_id")}
+    occurrences = Counter((blocks.get(doc), term, col, offset)
+                          for term, doc, col, offset in conn.execute("SELECT term, doc, col, offset FROM temp.vocab"))
+    return set(blocks.values()), occurrences

@@ -10,7 +10,7 @@ from hhg_mlx.errors import IndexCorrupt, IndexLocked, IndexNotFound, ModelUnavai
 from hhg_mlx.index import build as build_module
 from hhg_mlx.index import index as index_module
 from hhg_mlx.index.index import Index, clean, find_indexes
-from hhg_mlx.index.store import BuildLock, db_path
+from hhg_mlx.index.store import SCHEMA_VERSION, BuildLock, db_path
 from hhg_mlx.index.walk import walk
 
 FILES = {
@@ -144,7 +144,7 @@ def test_embedding_cache_embeds_only_new_text(repo):
 def test_status_reports_model_and_counts(repo):
     idx = Index.build(repo, encoder=StubEncoder(dim=32))
     status = idx.status()
-    assert status["model"] == "stub-bag" and status["dim"] == 32 and status["schema"] == 1
+    assert status["model"] == "stub-bag" and status["dim"] == 32 and status["schema"] == SCHEMA_VERSION
     assert status["files"] == file_count(repo) and status["blocks"] == idx.last_stats.blocks
     assert status["size_bytes"] > 0 and status["built_at"] >= status["updated_at"] > 0
     assert status["root"] == str(repo.resolve()) and status["stale"] == 0
@@ -247,7 +247,7 @@ def test_schema_mismatch_then_force_rebuild(repo):
         with pytest.raises(SchemaMismatch, match=r"hhg build --force"):
             attempt()
     idx = Index.build(repo, force=True)
-    assert idx.status()["schema"] == 1 and idx.last_stats.added == file_count(repo)
+    assert idx.status()["schema"] == SCHEMA_VERSION and idx.last_stats.added == file_count(repo)
 
 
 def test_corrupt_index_is_one_line_then_force_rebuild(repo):

@@ -25,7 +25,7 @@ from ..types import Block
 if TYPE_CHECKING:
     import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INDEX_DIR = ".hhg"
 DB_NAME = "index.sqlite"
 LOCK_NAME = "build.lock"
@@ -50,10 +50,14 @@ CREATE TABLE blocks (
     name TEXT NOT NULL,
     language TEXT NOT NULL,
     hash TEXT NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    doc TEXT NOT NULL
 );
 CREATE INDEX blocks_file ON blocks(file_id);
-CREATE VIRTUAL TABLE fts USING fts5(name, path, doc, body, tokenize = "unicode61 remove_diacritics 2 tokenchars '_'");
+-- Contentless (blocks hold the text): a row is deleted by giving back the values it was indexed with
+-- (fts_values), so a change to tokens.py must bump SCHEMA_VERSION.
+CREATE VIRTUAL TABLE fts USING fts5(name, path, doc, body, content = '',
+                                    tokenize = "unicode61 remove_diacritics 2 tokenchars '_'");
 CREATE TABLE windows (
     block_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -131,10 +135,14 @@ class PreparedBlock:
 
     @classmethod
     def of(cls, block: Block) -> "PreparedBlock":
-        signature = block.text.split("\n", 1)[0]
-        fts = (index_text(block.name), index_text(block.path), index_text(block.doc + "\n" + signature),
-               index_text(block.text))
+        fts = fts_values(block.name, block.path, block.doc, block.text)
         return cls(block, digest(block.text), fts, [digest(w) for w in windows(block.text)])
+
+
+def fts_values(name: str, path: str, doc: str, text: str) -> tuple[str, str, str, str]:
+    """The FTS columns of a block: split name, path, docstring + signature line, body."""
+    signature = text.split("\n", 1)[0]
+    return index_text(name), index_text(path), index_text(doc + "\n" + signature), index_text(text)
 
 
 class Store:
@@ -235,9 +243,10 @@ class Store:
         for prepared in blocks:
             b = prepared.block
             block_id = self.conn.execute(
-                "INSERT INTO blocks(file_id, start_line, end_line, kind, name, language, hash, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (file_id, b.start_line, b.end_line, b.kind, b.name, b.language, prepared.hash, b.text)).lastrowid
+                "INSERT INTO blocks(file_id, start_line, end_line, kind, name, language, hash, text, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (file_id, b.start_line, b.end_line, b.kind, b.name, b.language, prepared.hash, b.text, b.doc)
+            ).lastrowid
             self.conn.execute("INSERT INTO fts(rowid, name, path, doc, body) VALUES (?, ?, ?, ?, ?)",
                               (block_id, *prepared.fts))
             self.conn.executemany("INSERT INTO windows(block_id, seq, hash) VALUES (?, ?, ?)",
@@ -249,12 +258,14 @@ class Store:
         self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
     def _delete_blocks(self, file_id: int) -> None:
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM blocks WHERE file_id = ?", (file_id,))]
-        if not ids:
+        rows = self.conn.execute(
+            "SELECT b.id, b.name, f.path, b.doc, b.text FROM blocks b JOIN files f ON f.id = b.file_id "
+            "WHERE b.file_id = ?", (file_id,)).fetchall()
+        if not rows:
             return
-        rows = [(i,) for i in ids]
-        self.conn.executemany("DELETE FROM fts WHERE rowid = ?", rows)
-        self.conn.executemany("DELETE FROM windows WHERE block_id = ?", rows)
+        self.conn.executemany("INSERT INTO fts(fts, rowid, name, path, doc, body) VALUES ('delete', ?, ?, ?, ?, ?)",
+                              [(block_id, *fts_values(*values)) for block_id, *values in rows])
+        self.conn.executemany("DELETE FROM windows WHERE block_id = ?", [(r[0],) for r in rows])
         self.conn.execute("DELETE FROM blocks WHERE file_id = ?", (file_id,))
 
     # -- embeddings ------------------------------------------------------------------------------
