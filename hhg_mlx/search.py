@@ -152,23 +152,37 @@ def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
     return store.conn.execute(" ".join(sql), args).fetchall()
 
 
-def boosts(query: str, words: list[str], path: str, kind: str, name: str) -> dict[str, float]:
+@dataclass(frozen=True)
+class QueryShape:
+    """What the boosts need to know about a query, computed once per search."""
+
+    parts: tuple[str, ...]        # identifier parts of the whole query, in order
+    idents: frozenset[str]        # identifiers as typed (lowercased), dotted names kept
+    words: frozenset[str]         # the BM25 terms
+    asks_noise: bool              # mentions tests, examples, vendored or generated code
+
+    @classmethod
+    def of(cls, query: str, words: list[str]) -> "QueryShape":
+        idents = _IDENT.findall(query)
+        parts = tuple(p for w in idents for p in split_identifier(w.rsplit(".", 1)[-1]))
+        return cls(parts, frozenset(w.lower() for w in idents), frozenset(words), bool(NOISE_WORDS.intersection(words)))
+
+
+def boosts(shape: QueryShape, path: str, kind: str, name: str) -> dict[str, float]:
     """The multiplicative boosts that apply to one block for this query (empty: none)."""
     out: dict[str, float] = {}
     short = name.rsplit(".", 1)[-1]
     parts = split_identifier(short) if short else ()
-    if parts and query:
-        query_parts = tuple(p for w in _IDENT.findall(query) for p in split_identifier(w.rsplit(".", 1)[-1]))
-        idents = {w.lower() for w in _IDENT.findall(query)}
-        if query_parts == parts:
+    if parts and shape.parts:
+        if shape.parts == parts:
             out["exact_name"] = BOOSTS["exact_name"]
-        elif short.lower() in idents or name.lower() in idents:
+        elif short.lower() in shape.idents or name.lower() in shape.idents:
             out["name_in_query"] = BOOSTS["name_in_query"]
-        elif len(parts) > 1 and set(parts) <= set(words):
+        elif len(parts) > 1 and shape.words.issuperset(parts):
             out["name_terms"] = BOOSTS["name_terms"]
     if kind in DEFINITION_KINDS:
         out["definition"] = BOOSTS["definition"]
-    if NOISE_PATH.search(path) and not NOISE_WORDS.intersection(words):
+    if not shape.asks_noise and NOISE_PATH.search(path):
         out["noise_path"] = BOOSTS["noise_path"]
     return out
 
@@ -196,6 +210,7 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         return []
 
     rows = _block_rows(store, list(found), with_text=False)
+    shape = QueryShape.of(query, words)
     scored = []
     for cand in found.values():
         path, start, end, kind, name, language = rows[cand.id]
@@ -204,7 +219,7 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
                        (("bm25", cand.bm25_rank), ("cosine", cand.cosine_rank)) if r is not None)
         else:
             base = cand.bm25 if cand.bm25 is not None else cand.cosine
-        applied = boosts(query, words, path, kind, name)
+        applied = boosts(shape, path, kind, name)
         score = base
         for factor in applied.values():
             score *= factor

@@ -57,7 +57,7 @@ class Plan:
 
 @dataclass(slots=True)
 class Outcome:
-    """What a worker found for one changed file."""
+    """What `prepare` found for one changed file."""
 
     path: str
     hash: str | None
@@ -136,7 +136,7 @@ def run(store: Store, root: Path, *, model: str | None = None,
         stats.deleted = len(plan.deleted)
 
     entries = {entry.path: (entry, row) for entry, row in plan.changed}
-    done = 0
+    done = new_windows = 0
     report("extract", 0, len(plan.changed))
     # Extraction runs in this process: worker processes did not pay off (see the module docstring).
     outcomes = (prepare(str(root), entry.path, row.hash if row else None) for entry, row in plan.changed)
@@ -152,7 +152,7 @@ def run(store: Store, root: Path, *, model: str | None = None,
                 if out.blocks and model:
                     store.set_meta(embedded="")
                 stats.blocks += len(out.blocks)
-                stats.cached += sum(len(b.windows) for b in out.blocks)
+                new_windows += sum(len(b.windows) for b in out.blocks)
                 if row is None:
                     stats.added += 1
                 else:
@@ -160,7 +160,6 @@ def run(store: Store, root: Path, *, model: str | None = None,
         done += len(batch)
         report("extract", done, len(plan.changed))
 
-    new_windows, stats.cached = stats.cached, 0
     if model and store.meta().get("embedded") != model:
         stats.embedded = embed_missing(store, model, get_encoder, report)
         stats.cached = max(new_windows - stats.embedded, 0)
@@ -169,7 +168,7 @@ def run(store: Store, root: Path, *, model: str | None = None,
     skipped.update(r[0] for r in store.conn.execute("SELECT status FROM files WHERE status != 'ok'"))
     stats.skipped = dict(skipped)
     with store.transaction():
-        store.set_meta(updated_at=time.time(), walk_skipped=plan.walk_skipped)
+        store.set_meta(updated_at=time.time())
     stats.seconds = time.perf_counter() - started
     return stats
 
