@@ -67,7 +67,10 @@ def test_build_then_nothing_to_do(repo):
     first = idx.last_stats
     assert (first.added, first.modified, first.deleted, first.unchanged) == (n, 0, 0, 0)
     assert first.blocks == idx.status()["blocks"] > n
+    reader = Index.open(repo)
+    version = reader._store.data_version()
     again = idx.update()
+    assert reader._store.data_version() == version            # a no-change update writes nothing
     assert (again.added, again.modified, again.deleted, again.unchanged, again.blocks) == (0, 0, 0, n, 0)
     assert Index.build(repo).last_stats.unchanged == n
 
@@ -259,6 +262,24 @@ def test_corrupt_index_is_one_line_then_force_rebuild(repo):
         Index.open(repo)
     assert "\n" not in str(err.value) and "--force" in str(err.value)
     assert Index.build(repo, force=True).search("retry failed uploads", k=1, mode="keyword")
+
+
+def test_damage_found_while_searching_is_a_one_line_error(repo):
+    idx = Index.build(repo)
+    conn = idx._store.conn
+    try:
+        pages = [p for (p,) in conn.execute("SELECT pageno FROM dbstat WHERE name = 'fts_data'")]
+    except sqlite3.OperationalError:
+        pytest.skip("this SQLite has no dbstat")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    idx.close()                                   # the last connection folds the WAL into the file
+    with open(db_path(repo), "r+b") as fh:
+        for page in pages:
+            fh.seek((page - 1) * page_size)
+            fh.write(b"\xff" * page_size)
+    reader = Index.open(repo)                     # the schema pages are intact
+    with pytest.raises(IndexCorrupt, match="hhg build --force"):
+        reader.search("retry failed uploads", mode="keyword")
 
 
 def test_missing_directory_and_missing_index(tmp_path):

@@ -167,8 +167,9 @@ def run(store: Store, root: Path, *, model: str | None = None,
     skipped = Counter(plan.walk_skipped)
     skipped.update(r[0] for r in store.conn.execute("SELECT status FROM files WHERE status != 'ok'"))
     stats.skipped = dict(skipped)
-    with store.transaction():
-        store.set_meta(updated_at=time.time())
+    if plan.changed or plan.deleted or stats.embedded or "updated_at" not in store.meta():
+        with store.transaction():   # a no-change update writes nothing: readers keep their caches
+            store.set_meta(updated_at=time.time())
     stats.seconds = time.perf_counter() - started
     return stats
 

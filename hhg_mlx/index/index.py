@@ -5,18 +5,20 @@ walk when nothing changed), so a search sees the tree as it is now, and a librar
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..errors import HhgError, IndexNotFound, ModelUnavailable
 from ..search import VectorMatrix, rank
 from ..tokens import STOP_WORDS, query_terms, terms
 from ..types import Filters, Hit
 from .build import BuildProgress, BuildStats, run, scan
-from .store import DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, db_path
+from .store import DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
@@ -27,6 +29,17 @@ MODES = ("hybrid", "keyword", "semantic")
 LOCK_WAIT_S = 2.0              # how long a build waits for another build's lock before IndexLocked
 SIMILAR_TERMS = 32             # identifiers of a block used as the keyword query of `similar`
 _PRUNE_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", INDEX_DIR})
+
+
+def _sqlite_errors(method):
+    """Turn SQLite failures inside an Index method into one-line HhgErrors."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as err:
+            raise database_error(self.root, err) from None
+    return wrapper
 
 
 class Index:
@@ -67,11 +80,14 @@ class Index:
                 idx.last_stats = idx._run(model_id, progress)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
-            except BaseException:
+            except BaseException as err:
                 store.close()
+                if isinstance(err, sqlite3.DatabaseError):
+                    raise database_error(root, err) from None
                 raise
         return idx
 
+    @_sqlite_errors
     def update(self, progress: BuildProgress | None = None) -> BuildStats:
         """Bring the index up to date with the tree: stat every file, hash only files whose size or
         mtime changed, re-extract only those whose content changed, embed only new windows."""
@@ -108,6 +124,7 @@ class Index:
         return encoder
 
     # -- searching -------------------------------------------------------------------------------
+    @_sqlite_errors
     def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid") -> list[Hit]:
         """Ranked blocks for `query`. `hybrid` falls back to keyword (with one notice) when the index has
         no vectors or the model cannot be loaded; `semantic` raises ModelUnavailable instead."""
@@ -121,6 +138,7 @@ class Index:
         words = query_terms(query) if mode != "semantic" else []
         return rank(self._store, query, words, k, filters, vectors=vectors, query_vector=query_vector)
 
+    @_sqlite_errors
     def similar(self, file: str, *, name: str | None = None, line: int | None = None, k: int = 10,
                 filters: Filters | None = None) -> list[Hit]:
         """Blocks like the block of `file` named `name` (or containing `line`): by its stored vector
@@ -218,6 +236,7 @@ class Index:
             self.notices.append(message)
 
     # -- status ----------------------------------------------------------------------------------
+    @_sqlite_errors
     def status(self) -> dict:
         store = self._store
         meta = store.meta()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from ..errors import IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
+from ..errors import HhgError, IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
 from ..tokens import index_text
 from ..types import Block
 
@@ -176,11 +176,10 @@ class Store:
                                      f"{SCHEMA_VERSION}; run `hhg build --force {root}` to rebuild it")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.DatabaseError as err:
+        except BaseException as err:
             conn.close()
-            raise IndexCorrupt(f"{path} is damaged or not an index ({err}); run `hhg build --force {root}`") from None
-        except BaseException:
-            conn.close()
+            if isinstance(err, sqlite3.DatabaseError):
+                raise database_error(root, err) from None
             raise
         return store
 
@@ -302,6 +301,14 @@ class Store:
             return 0
         return self.conn.execute("SELECT COUNT(*) FROM windows w JOIN embeddings e "
                                  "ON e.model = ? AND e.hash = w.hash", (model,)).fetchone()[0]
+
+
+def database_error(root: Path, err: sqlite3.DatabaseError) -> HhgError:
+    """The one-line error for an SQLite failure: a damaged file, or anything else (disk, permissions)."""
+    path = db_path(root)
+    if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err):
+        return HhgError(f"cannot use the index {path}: {err}")
+    return IndexCorrupt(f"{path} is damaged or not an index ({err}); run `hhg build --force {root}`")
 
 
 class _Transaction:
