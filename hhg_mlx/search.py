@@ -52,27 +52,16 @@ class Candidate:
 
 
 class VectorMatrix:
-    """All window vectors of one model in memory; a block's cosine is the max over its windows."""
+    """All window vectors of one model; a block's cosine is the max over its windows."""
 
-    def __init__(self, window_blocks: np.ndarray, vectors: np.ndarray, block_files: np.ndarray) -> None:
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """`ids`: one (block id, file id) row per window, ordered by block; `vectors`: one row per window."""
         import numpy as np
 
         self.vectors = vectors
-        self.starts = np.flatnonzero(np.r_[True, window_blocks[1:] != window_blocks[:-1]]) if len(vectors) \
-            else np.zeros(0, dtype=np.int64)
-        self.blocks = window_blocks[self.starts]          # sorted block ids, one per block
-        self.files = block_files                          # file id of each entry of self.blocks
-
-    @classmethod
-    def load(cls, store: Store, model: str, dim: int) -> "VectorMatrix":
-        import numpy as np
-
-        window_blocks, vectors = store.window_vectors(model, dim)
-        rows = np.array(store.conn.execute("SELECT id, file_id FROM blocks ORDER BY id").fetchall(),
-                        dtype=np.int64).reshape(-1, 2)
-        matrix = cls(window_blocks, vectors, np.zeros(0, dtype=np.int64))
-        matrix.files = rows[np.searchsorted(rows[:, 0], matrix.blocks), 1] if len(rows) else matrix.blocks
-        return matrix
+        self.starts = np.flatnonzero(np.r_[True, ids[1:, 0] != ids[:-1, 0]]) if len(ids) else np.zeros(0, np.int64)
+        self.blocks = np.asarray(ids[self.starts, 0])      # sorted block ids, one per block
+        self.files = np.asarray(ids[self.starts, 1])       # the file of each of them
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -213,6 +202,8 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
     shape = QueryShape.of(query, words)
     scored = []
     for cand in found.values():
+        if cand.id not in rows:        # deleted since the vector matrix was loaded
+            continue
         path, start, end, kind, name, language = rows[cand.id]
         if words and use_vectors:
             base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in
@@ -233,6 +224,8 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
     hits = []
     query_terms = set(words)
     for score, cand, applied in scored:
+        if cand.id not in texts:       # deleted by a build that committed meanwhile
+            continue
         path, start, end, kind, name, language, text = texts[cand.id]
         matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
         explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,

@@ -224,3 +224,17 @@ def test_vectors_reload_after_another_build(tmp_path):
     write_files(root, {"src/quux.py": "def quux_frobnicate(value):\n    return value\n"})
     Index.build(root, encoder=enc)
     assert reader.search("quux frobnicate", mode="semantic", k=1)[0].name == "quux_frobnicate"
+
+
+def test_vectors_of_deleted_blocks_are_ignored(embedded):
+    idx, enc = embedded
+    stale = search_module.VectorMatrix(np.array([[10**9, 1]]), enc.embed_documents(["ghost block"]))
+    assert search_module.rank(idx._store, "", [], 5, vectors=stale, query_vector=enc.embed_queries(["ghost"])[0]) == []
+
+
+def test_searches_memory_map_the_build_snapshot(embedded):
+    idx, enc = embedded
+    reader = Index.open(idx.root, encoder=enc)
+    reader.search("retry", mode="semantic")
+    assert isinstance(reader._vectors.vectors, np.memmap)
+    assert len(reader._vectors) == reader._store.count("blocks")

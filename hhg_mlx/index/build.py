@@ -163,6 +163,10 @@ def run(store: Store, root: Path, *, model: str | None = None,
     if model and store.meta().get("embedded") != model:
         stats.embedded = embed_missing(store, model, get_encoder, report)
         stats.cached = max(new_windows - stats.embedded, 0)
+    meta = store.meta()
+    changed = stats.added or stats.modified or stats.deleted or stats.embedded
+    if model and meta.get("dim") and (changed or meta.get("snapshot_model") != model):
+        store.save_snapshot(model, int(meta["dim"]))
 
     skipped = Counter(plan.walk_skipped)
     skipped.update(r[0] for r in store.conn.execute("SELECT status FROM files WHERE status != 'ok'"))

@@ -202,14 +202,18 @@ class Index:
         return None
 
     def _vectors_matrix(self) -> VectorMatrix | None:
+        """The window matrix of the index's model: the build's memory-mapped snapshot when it is
+        current, else read from SQLite. Reloaded whenever the index changed."""
         meta = self._store.meta()
         model, dim = meta.get("model"), meta.get("dim")
         if not model or not dim:
             return None
-        key = (model, self._store.data_version(), self._writes)
+        current = meta.get("snapshot") if meta.get("snapshot_model") == model else None
+        key = (model, current) if current else (model, self._store.data_version(), self._writes)
         if key != self._vectors_key:
-            self._vectors = VectorMatrix.load(self._store, model, int(dim))
-            self._vectors_key = key
+            arrays = (self._store.load_snapshot(current) if current else None) \
+                or self._store.window_vectors(model, int(dim))
+            self._vectors, self._vectors_key = VectorMatrix(*arrays), key
         return self._vectors
 
     def _query_encoder(self) -> Encoder | None:
@@ -246,8 +250,7 @@ class Index:
         for reason, count in store.conn.execute(
                 "SELECT status, COUNT(*) FROM files WHERE status != 'ok' GROUP BY status"):
             skipped[reason] = skipped.get(reason, 0) + count
-        path = db_path(self.root)
-        size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+        size = sum(p.stat().st_size for p in db_path(self.root).parent.iterdir() if p.is_file())
         return {
             "root": str(self.root), "files": ok, "blocks": store.count("blocks"),
             "vectors": store.count_vectors(meta.get("model")), "model": meta.get("model"),
@@ -297,7 +300,7 @@ def _directory(root: str | Path) -> Path:
 
 def _remove_database(root: Path) -> None:
     path = db_path(root)
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), *path.parent.glob("vectors-*")):
         p.unlink(missing_ok=True)
 
 
