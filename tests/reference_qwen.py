@@ -57,7 +57,8 @@ def attention(x: np.ndarray, config: dict, w: dict[str, np.ndarray], p: str) -> 
     if p + "q_norm.weight" in w:                        # Qwen3: RMSNorm over each head, before RoPE
         q = rms_norm(q, w[p + "q_norm.weight"], eps)
         k = rms_norm(k, w[p + "k_norm.weight"], eps)
-    q, k = rope(q, config["rope_theta"]), rope(k, config["rope_theta"])
+    theta = config.get("rope_theta") or config["rope_parameters"]["rope_theta"]
+    q, k = rope(q, theta), rope(k, theta)
     group = heads // kv_heads                            # query head h reads kv head h // group
     k, v = np.repeat(k, group, axis=0), np.repeat(v, group, axis=0)
     scores = q @ k.transpose(0, 2, 1) / np.sqrt(head_dim)

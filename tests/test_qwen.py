@@ -238,3 +238,17 @@ def test_hhg_convert_command_round_trip(tmp_path, folders):
     with pytest.raises(UnsupportedModel, match="supported: 64, 128, 256, 512, 896"):
         load_encoder(str(out), download=False, dim=32)
     assert load_encoder(str(out), download=False).model_id == "jina-code-0.5b"
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_rope_theta_nested_in_rope_parameters(tmp_path, arch):
+    """Configs saved by transformers >= 5 keep rope_theta under rope_parameters."""
+    import json
+    folder = make_qwen(tmp_path, arch, rope_theta=500.0)
+    config = json.loads((folder / "config.json").read_text())
+    config["rope_parameters"] = {"rope_theta": config.pop("rope_theta"), "rope_type": "default"}
+    del config["rope_scaling"]
+    (folder / "config.json").write_text(json.dumps(config))
+    seqs = random_tokens(np.random.default_rng(2), [12, 5], 300, first=3)
+    ids, mask = pad_tokens(seqs)
+    np.testing.assert_allclose(load_qwen_encoder(folder, None).embed_ids(ids, mask), ref.embed(folder, seqs), atol=2e-5)

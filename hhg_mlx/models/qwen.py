@@ -56,6 +56,11 @@ def instruct_prompt(task: str) -> str:
 @dataclass
 class Qwen2Args(qwen2.ModelArgs):
     is_causal: bool = True
+    rope_parameters: dict | None = None   # transformers >= 5 nests rope_theta here
+
+    def __post_init__(self) -> None:
+        if self.rope_parameters and "rope_theta" in self.rope_parameters:
+            self.rope_theta = self.rope_parameters["rope_theta"]
 
 
 @dataclass
