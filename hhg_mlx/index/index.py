@@ -75,16 +75,11 @@ class Index:
                 _remove_database(root)
             store = Store.open(root, create=True)
             idx = cls(root, store, encoder)
-            try:
+            with store.closed_on_error(root):
                 model_id = idx._choose_model(model, accept_license)
                 idx.last_stats = idx._run(model_id, progress)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
-            except BaseException as err:
-                store.close()
-                if isinstance(err, sqlite3.DatabaseError):
-                    raise database_error(root, err) from None
-                raise
         return idx
 
     @_sqlite_errors

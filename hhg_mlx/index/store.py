@@ -14,9 +14,10 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..errors import HhgError, IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
 from ..tokens import index_text
@@ -162,7 +163,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         store = cls(path, conn)
-        try:
+        with store.closed_on_error(root):
             conn.execute("PRAGMA busy_timeout = 5000")
             version = store._schema_version()
             if version is None:
@@ -176,12 +177,18 @@ class Store:
                                      f"{SCHEMA_VERSION}; run `hhg build --force {root}` to rebuild it")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+        return store
+
+    @contextmanager
+    def closed_on_error(self, root: Path) -> Iterator[None]:
+        """Close the connection when the body fails; SQLite errors become one-line HhgErrors."""
+        try:
+            yield
         except BaseException as err:
-            conn.close()
+            self.conn.close()
             if isinstance(err, sqlite3.DatabaseError):
                 raise database_error(root, err) from None
             raise
-        return store
 
     def _schema_version(self) -> int | None:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
