@@ -6,8 +6,6 @@ commands that need them, so `hhg --help` and a search on a fresh index start qui
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
 import re
 import sys
@@ -348,6 +346,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         idx.close()
     if args.json:
+        import json
         print(json.dumps(status, indent=2, default=str))
     else:
         sys.stdout.write(format_status(status))
@@ -372,6 +371,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_delegated(name: str, argv: list[str]) -> int:
+    import importlib
     module_name, help_text = DELEGATED[name]
     try:
         module = importlib.import_module(module_name)
