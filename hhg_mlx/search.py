@@ -152,7 +152,7 @@ class QueryShape:
 
     @classmethod
     def of(cls, query: str, words: list[str]) -> "QueryShape":
-        idents = _IDENT.findall(query)
+        idents = [w.strip(".") for w in _IDENT.findall(query)]
         parts = tuple(p for w in idents for p in split_identifier(w.rsplit(".", 1)[-1]))
         return cls(parts, frozenset(w.lower() for w in idents), frozenset(words), bool(NOISE_WORDS.intersection(words)))
 

@@ -185,7 +185,8 @@ def test_interrupted_build_resumes_without_redoing_committed_files(repo, tmp_pat
 
     prepared = []
     real_prepare = build_module.prepare
-    monkeypatch.setattr(build_module, "prepare", lambda root, rel, h: prepared.append(rel) or real_prepare(root, rel, h))
+    monkeypatch.setattr(build_module, "prepare",
+                        lambda root, rel, old: prepared.append(rel) or real_prepare(root, rel, old))
     resumed = Index.build(repo)
     assert not committed & set(prepared) and len(prepared) == file_count(repo) - 6
     assert resumed.last_stats.added == len(prepared) and resumed.last_stats.unchanged == 6
