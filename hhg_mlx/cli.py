@@ -246,7 +246,8 @@ def open_index(start: Path, args: argparse.Namespace):
 def show_once(root: Path, notices: list[str]) -> None:
     """Print each notice once per index (e.g. "semantic search unavailable"), not on every search;
     `.hhg/notices-shown` remembers what was shown."""
-    seen_file = root / ".hhg" / "notices-shown"
+    from .index.store import index_dir
+    seen_file = index_dir(root) / "notices-shown"
     try:
         seen = set(seen_file.read_text(encoding="utf-8").splitlines())
     except OSError:
