@@ -144,6 +144,19 @@ def test_embedding_cache_embeds_only_new_text(repo):
     assert idx.status()["vectors"] == conn.execute("SELECT COUNT(*) FROM windows").fetchone()[0]
 
 
+def test_the_task_is_part_of_the_vector_key(repo):
+    enc = StubEncoder()
+    idx = Index.build(repo, encoder=enc, task="code")
+    embedded = len(enc.documents)
+    assert idx.status()["vectors"] == idx._store.count("windows") and embedded > 0
+    enc.documents.clear()
+    Index.build(repo, encoder=enc, task="nl")            # other prompts: other vectors
+    assert len(enc.documents) == embedded
+    enc.documents.clear()
+    assert Index.build(repo, encoder=enc, task="code").status()["vectors"] == idx._store.count("windows")
+    assert enc.documents == []                           # back to the first task: all cached
+
+
 def test_status_reports_model_and_counts(repo):
     idx = Index.build(repo, encoder=StubEncoder(dim=32))
     status = idx.status()

@@ -66,9 +66,10 @@ class Index:
     @classmethod
     def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
               progress: BuildProgress | None = None, encoder: Encoder | None = None,
-              accept_license: bool = False) -> "Index":
+              accept_license: bool = False, task: str | None = None) -> "Index":
         """Create the index or bring it up to date. `model=None` keeps the index's model, else uses the
-        default model when it is installed locally, else builds keyword-only. `force` starts afresh."""
+        default model when it is installed locally, else builds keyword-only. `force` starts afresh.
+        `task` picks the prompt pair of models that have several; it is kept with the model."""
         root = _directory(root)
         with BuildLock(root, LOCK_WAIT_S):
             if force:
@@ -76,8 +77,8 @@ class Index:
             store = Store.open(root, create=True)
             idx = cls(root, store, encoder)
             with store.closed_on_error(root):
-                model_id = idx._choose_model(model, accept_license)
-                idx.last_stats = idx._run(model_id, progress)
+                idx._choose_model(model, accept_license, task)
+                idx.last_stats = idx._run(progress)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
         return idx
@@ -87,29 +88,31 @@ class Index:
         """Bring the index up to date with the tree: stat every file, hash only files whose size or
         mtime changed, re-extract only those whose content changed, embed only new windows."""
         with BuildLock(self.root, LOCK_WAIT_S):
-            self.last_stats = self._run(self._store.meta().get("model") or None, progress)
+            self.last_stats = self._run(progress)
         return self.last_stats
 
-    def _run(self, model: str | None, progress: BuildProgress | None) -> BuildStats:
+    def _run(self, progress: BuildProgress | None) -> BuildStats:
         try:
-            return run(self._store, self.root, model=model, get_encoder=self._build_encoder, progress=progress)
+            return run(self._store, self.root, model=_vector_key(self._store.meta()), get_encoder=self._build_encoder,
+                       progress=progress)
         finally:
             self._writes += 1
 
-    def _choose_model(self, model: str | None, accept_license: bool) -> str | None:
-        """The model id this build embeds with (stored in meta), or None for keyword-only."""
+    def _choose_model(self, model: str | None, accept_license: bool, task: str | None) -> None:
+        """Record in meta the model (and task) this build embeds with; none: keyword-only."""
+        meta = self._store.meta()
         if self._encoder is not None:
             chosen = self._encoder.model_id
         elif model is not None:
             chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
             _check_license(chosen, accept_license)
-            self._encoder = _load_encoder(chosen, download=True)
+            self._encoder = _load_encoder(chosen, download=True, task=task)
         else:
-            chosen = self._store.meta().get("model") or _installed_default_model()
+            chosen = meta.get("model") or _installed_default_model()
+            task = task or (meta.get("task") if chosen == meta.get("model") else None)
         if chosen:
             with self._store.transaction():
-                self._store.set_meta(model=chosen)
-        return chosen
+                self._store.set_meta(model=chosen, task=task or "")
 
     def _build_encoder(self) -> Encoder | None:
         """The encoder for new windows; None (and a notice) when it cannot be loaded."""
@@ -200,7 +203,7 @@ class Index:
         """The window matrix of the index's model: the build's memory-mapped snapshot when it is
         current, else read from SQLite. Reloaded whenever the index changed."""
         meta = self._store.meta()
-        model, dim = meta.get("model"), meta.get("dim")
+        model, dim = _vector_key(meta), meta.get("dim")
         if not model or not dim:
             return None
         current = meta.get("snapshot") if meta.get("snapshot_model") == model else None
@@ -216,7 +219,7 @@ class Index:
         model = meta.get("model")
         if self._encoder is None and self._encoder_error is None and model:
             try:
-                self._encoder = _load_encoder(model, download=False)
+                self._encoder = _load_encoder(model, download=False, task=meta.get("task") or None)
             except HhgError as err:
                 self._encoder_error = str(err)
         if self._injected and model and self._encoder.model_id != model:
@@ -248,7 +251,7 @@ class Index:
         size = sum(p.stat().st_size for p in db_path(self.root).parent.iterdir() if p.is_file())
         return {
             "root": str(self.root), "files": ok, "blocks": store.count("blocks"),
-            "vectors": store.count_vectors(meta.get("model")), "model": meta.get("model"),
+            "vectors": store.count_vectors(_vector_key(meta)), "model": meta.get("model"),
             "dim": int(meta["dim"]) if meta.get("dim") else None,
             "backend": getattr(self._encoder, "backend", None), "schema": SCHEMA_VERSION, "size_bytes": size,
             "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
@@ -303,12 +306,19 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-def _load_encoder(model: str, *, download: bool) -> Encoder:
+def _load_encoder(model: str, *, download: bool, task: str | None = None) -> Encoder:
     try:
         from ..loader import load_encoder
     except ImportError as err:
         raise ModelUnavailable(f"no encoder backend is available ({err})") from None
-    return load_encoder(model, download=download)
+    return load_encoder(model, download=download, task=task)
+
+
+def _vector_key(meta: dict[str, str]) -> str | None:
+    """What the index's vectors are keyed by: the model, and the task when one was chosen (another
+    task means other prompts, so other vectors)."""
+    model, task = meta.get("model"), meta.get("task")
+    return f"{model}#task={task}" if model and task else model or None
 
 
 def _installed_default_model() -> str | None:
