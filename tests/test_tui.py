@@ -13,6 +13,7 @@ from hhg_mlx.index.store import db_path
 from tui.app import HhgApp
 from tui.screens import BuildScreen, HelpScreen, WhyScreen
 from tui.widgets import ResultList
+from textual.widgets import Label
 
 SIZE = (80, 24)
 QUERY = "retry failed uploads"
@@ -130,7 +131,7 @@ async def test_build_offer_on_an_unindexed_folder(tmp_path):
     write_tree(root, {"upload.py": FILES["src/upload.py"]})
     app = HhgApp(root, mode="keyword", debounce=0.01, encoder=StubEncoder())
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, BuildScreen))
+        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
         await pilot.press("enter")                    # the Build button has the focus
         await until(pilot, lambda: app.index is not None)
         assert db_path(root).is_file()
@@ -142,7 +143,7 @@ async def test_build_offer_on_an_unindexed_folder(tmp_path):
 async def test_declining_the_build_quits_without_an_index(tmp_path):
     app = HhgApp(tmp_path, debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, BuildScreen))
+        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
         await pilot.press("escape")
         await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0 and not db_path(tmp_path).exists()
@@ -240,3 +241,18 @@ def test_main_screen_snapshot(repo, snap_compare):
 
     app = HhgApp(repo, mode="keyword", debounce=0.01, encoder=StubEncoder())
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.asyncio
+async def test_model_option_offers_to_re_embed_and_keeps_the_index_on_failure(repo):
+    app = HhgApp(repo, model="no-such-model", mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
+        assert "uses stub-bag" in str(app.screen.query_one(Label).content)
+        await pilot.press("enter")                    # Build: the model cannot be loaded
+        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        assert isinstance(app.screen, BuildScreen) and app.screen.query_one("#decline").display
+        await pilot.press("escape")                   # Keep the index as it is
+        await search(pilot, QUERY)
+        assert app.hits[0].name == "Uploader.retry_failed_uploads"
+        assert Index.open(repo).status()["model"] == "stub-bag"

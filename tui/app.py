@@ -142,22 +142,32 @@ class HhgApp(App[None]):
     # -- the index --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="open")
     def _open(self) -> None:
+        """Open the index, or offer to build it; with `--model` naming another model than the
+        index's, offer to re-embed."""
         from hhg_mlx.index.index import Index
 
         try:
             index = Index.open(self.root, encoder=self.encoder)
+            current = index.status()["model"] if self.model else None
         except IndexNotFound:
             self.call_from_thread(self.push_screen, BuildScreen(self.root, self.model, self.encoder), self._built)
         except Exception as err:
             self.call_from_thread(self.error, err, "cannot open the index")
         else:
-            self.call_from_thread(self._index_ready, index, True)
+            if self.model and current not in (self.model, str(Path(self.model).expanduser().resolve())):
+                screen = BuildScreen(self.root, self.model, self.encoder, current=current or "")
+                self.call_from_thread(self.push_screen, screen, lambda new: self._built(new, index))
+            else:
+                self.call_from_thread(self._index_ready, index, True)
 
-    def _built(self, index) -> None:
-        if index is None:
+    def _built(self, index, previous=None) -> None:
+        """After the build offer: the new index, else the one there was, else quit."""
+        if index is not None and previous is not None:
+            previous.close()
+        if index is None and previous is None:
             self.exit()
         else:
-            self._index_ready(index, False)
+            self._index_ready(index or previous, index is None)
 
     def _index_ready(self, index, update: bool) -> None:
         self.index = index
@@ -204,7 +214,10 @@ class HhgApp(App[None]):
     def _schedule_search(self) -> None:
         if self._timer is not None:
             self._timer.stop()
-        self._timer = self.set_timer(self.debounce, self._search_now)
+        if self.debounce > 0:
+            self._timer = self.set_timer(self.debounce, self._search_now)
+        else:
+            self._search_now()
 
     def _search_now(self) -> None:
         self._seq += 1

@@ -22,11 +22,11 @@ log = logging.getLogger("hhg.tui")
 
 
 class BuildScreen(ModalScreen["object | None"]):
-    """Offers to index a folder that has no index; builds it with a progress bar.
-    Dismissed with the new `Index`, or None when the user declines."""
+    """Offers to index a folder (or, with `current`, to re-embed an index built with another model),
+    then builds with a progress bar. Dismissed with the new `Index`, or None when the user declines."""
 
     BINDINGS = [
-        Binding("escape,n,q", "decline", "Quit"),
+        Binding("escape,n,q", "decline", "No"),
         Binding("y", "build", "Build"),
     ]
 
@@ -35,20 +35,25 @@ class BuildScreen(ModalScreen["object | None"]):
             super().__init__()
             self.stage, self.done, self.total = stage, done, total
 
-    def __init__(self, root: Path, model: str | None, encoder=None) -> None:
+    def __init__(self, root: Path, model: str | None, encoder=None, *, current: str | None = None) -> None:
         super().__init__()
-        self.root, self.model, self.encoder = root, model, encoder
+        self.root, self.model, self.encoder, self.current = root, model, encoder, current
         self._building = False
 
     def compose(self) -> ComposeResult:
+        root = (str(self.root), "bold")
         with Vertical(classes="dialog"):
-            yield Label(Text.assemble("No hhg index in ", (str(self.root), "bold"), "."))
-            yield Label(f"Build one now{f' with {self.model}' if self.model else ''}?", id="question")
+            if self.current is None:
+                yield Label(Text.assemble("No hhg index in ", root, "."))
+                yield Label(f"Build one now{f' with {self.model}' if self.model else ''}?", id="question")
+            else:
+                yield Label(Text.assemble("The index of ", root, f" uses {self.current or 'no model'}."))
+                yield Label(f"Embed it with {self.model}?", id="question")
             yield Label("", id="stage")
             yield ProgressBar(id="progress", show_eta=False)
             with Horizontal(classes="buttons"):
                 yield Button("Build", variant="primary", id="build")
-                yield Button("Quit", id="decline")
+                yield Button("Quit" if self.current is None else "Keep", id="decline")
 
     def on_mount(self) -> None:
         self.query_one("#progress").display = False

@@ -1,7 +1,7 @@
 """The main screen's widgets: the results list and the status bar."""
 from __future__ import annotations
 
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -21,17 +21,27 @@ def score_bar(score: float, top: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(width)
 
 
-def hit_row(hit: Hit, top: float) -> Table:
-    """One result line: `path:line`, kind, qualified name, score bar."""
-    row = Table.grid(expand=True, padding=(0, 1))
-    row.add_column(ratio=5, no_wrap=True, overflow="ellipsis")
-    row.add_column(width=8, no_wrap=True, overflow="ellipsis", style="italic")
-    row.add_column(ratio=4, no_wrap=True, overflow="ellipsis", style="bold")
-    row.add_column(width=BAR_WIDTH, no_wrap=True, style="green")
-    location = Text(hit.file, style="cyan")
-    location.append(f":{hit.line}", style="dim")
-    row.add_row(location, hit.kind, hit.name, score_bar(hit.score, top))
-    return row
+class HitRow:
+    """One result line, laid out for the width it is drawn at: `path:line`, kind, qualified name,
+    score bar. (A plain line, not a table: the list draws every row each time results arrive.)"""
+
+    KIND_WIDTH = 8
+
+    def __init__(self, hit: Hit, top: float) -> None:
+        self.hit, self.top = hit, top
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        hit = self.hit
+        room = max(options.max_width - self.KIND_WIDTH - BAR_WIDTH - 3, 10)
+        location = Text.assemble((hit.file, "cyan"), (f":{hit.line}", "dim"))
+        row = Text()
+        for part, width in ((location, room * 5 // 9), (Text(hit.kind, "italic"), self.KIND_WIDTH),
+                            (Text(hit.name, "bold"), room - room * 5 // 9)):
+            part.truncate(width, overflow="ellipsis", pad=True)
+            row.append_text(part)
+            row.append(" ")
+        row.append(score_bar(hit.score, self.top), "green")
+        yield row
 
 
 class QueryInput(Input):
@@ -54,7 +64,7 @@ class ResultList(OptionList):
 
     def show_hits(self, hits: list[Hit]) -> None:
         top = max((h.score for h in hits), default=0.0)
-        self.set_options(Option(hit_row(h, top)) for h in hits)
+        self.set_options(Option(HitRow(h, top)) for h in hits)
         if hits:
             self.highlighted = 0
 
