@@ -14,6 +14,8 @@ _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*", re.UNICODE)
 # The parts of one underscore-free word: acronyms (HTTP in HTTPServer), Capitalised or lower words, numbers.
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
+MAX_QUERY_TERMS = 64
+
 STOP_WORDS = frozenset("""
 a an and are as at be been but by can could did do does doing for from had has have how i if in into is it
 its me my of on or our should so than that the their them then there these they this those to was we were
@@ -48,11 +50,12 @@ def terms(text: str) -> list[str]:
     return index_text(text).split()
 
 
-def query_terms(query: str) -> list[str]:
-    """Distinct terms of a user query, stop words dropped (kept when nothing else is left)."""
+def query_terms(query: str, limit: int = MAX_QUERY_TERMS) -> list[str]:
+    """Distinct terms of a user query, stop words dropped (kept when nothing else is left), at most
+    `limit` of them (a pasted block of code stays a fast query)."""
     all_terms = list(dict.fromkeys(terms(query)))
     kept = [t for t in all_terms if t not in STOP_WORDS]
-    return kept or all_terms
+    return (kept or all_terms)[:limit]
 
 
 def fts_query(words: list[str]) -> str:

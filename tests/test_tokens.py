@@ -37,6 +37,7 @@ def test_query_terms_drop_stop_words_and_duplicates():
     assert query_terms("where do we retry the failed uploads, retry?") == ["retry", "failed", "uploads"]
     assert query_terms("how is it") == ["how", "is", "it"]          # nothing but stop words: keep them
     assert query_terms("parseHTTPRequest") == ["parse", "http", "request", "parsehttprequest"]
+    assert query_terms("zeta the eta theta iota kappa", limit=3) == ["zeta", "eta", "theta"]
 
 
 def test_fts_query_quotes_every_term():
