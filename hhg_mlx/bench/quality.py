@@ -87,10 +87,14 @@ def checkout(spec: RepoSpec, work: Path) -> Path:
 
 def engine_search(root: Path, *, mode: str, model: str | None, force: bool) -> tuple[Search, float]:
     """Build (or update) the index of `root` and return its top-10 chunk search and build seconds."""
+    from hhg_mlx.errors import IndexCorrupt, SchemaMismatch
     from hhg_mlx.index.index import Index
 
     start = time.perf_counter()
-    idx = Index.build(root, model=model, force=force)
+    try:
+        idx = Index.build(root, model=model, force=force)
+    except (SchemaMismatch, IndexCorrupt):       # left by another hhg version: start afresh
+        idx = Index.build(root, model=model, force=True)
     seconds = time.perf_counter() - start
 
     def search(query: str) -> list[Chunk]:

@@ -26,7 +26,7 @@ from ..types import Block
 if TYPE_CHECKING:
     import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INDEX_DIR = ".hhg"
 DB_NAME = "index.sqlite"
 LOCK_NAME = "build.lock"
@@ -56,9 +56,10 @@ CREATE TABLE blocks (
 );
 CREATE INDEX blocks_file ON blocks(file_id);
 -- Contentless (blocks hold the text): a row is deleted by giving back the values it was indexed with
--- (fts_values), so a change to tokens.py must bump SCHEMA_VERSION.
+-- (fts_values), so a change to tokens.py must bump SCHEMA_VERSION. Porter stemming on top of the
+-- split identifiers lets "templating" find "template" and "parsed" find "parser".
 CREATE VIRTUAL TABLE fts USING fts5(name, path, doc, body, content = '',
-                                    tokenize = "unicode61 remove_diacritics 2 tokenchars '_'");
+                                    tokenize = "porter unicode61 remove_diacritics 2 tokenchars '_'");
 CREATE TABLE windows (
     block_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
