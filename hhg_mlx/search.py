@@ -1,8 +1,9 @@
 """Retrieval and ranking: BM25 over split identifiers, cosine over window vectors, reciprocal-rank
-fusion, then code-aware boosts. Filters restrict both retrievers before any cut, so a filter never
-leaves fewer than k hits when k matching blocks exist.
+fusion, then code-aware boosts and file-level evidence. Filters restrict both retrievers before any
+cut, so a filter never leaves fewer than k hits when k matching blocks exist.
 
-Every ranking constant lives in the block below.
+Every ranking constant lives in the block below; each was chosen by measurement on the train split
+of the semble benchmark subset (`python -m hhg_mlx.bench.quality --split train`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .tokens import fts_query, split_identifier, terms
+from .tokens import STOP_WORDS, fts_query, split_identifier, terms
 from .types import Filters, Hit
 
 if TYPE_CHECKING:
@@ -30,8 +31,18 @@ BOOSTS = {
     "name_terms": 1.25,      # every part of the block's (multi-part) name is a query term
     "definition": 1.2,       # functions, methods and classes over module code, sections and chunks
     "noise_path": 0.5,       # tests, examples, vendored and generated code, unless the query asks for them
+    "prose": 0.5,            # documentation and text: a query in words is more often about the code
 }
+# File-level evidence, applied to every block of a file (see `file_factors`): support from the file's
+# other blocks (their scores, the j-th best weighted FILE_DECAY**j, over the best one's), a factor
+# 1 + FILE_NAME per query word that names the file ("config" ~ config.lua), and REPEAT**j for the
+# file's j-th best block so that one file's blocks rarely crowd the other files out of the top k.
+FILE_DECAY = 0.8
+FILE_BLOCKS = 10
+FILE_NAME = 1.0
+REPEAT = 0.3
 DEFINITION_KINDS = frozenset({"function", "method", "class"})
+PROSE_LANGUAGES = frozenset({"markdown", "rst", "text", "latex"})
 NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
                          "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark"})
 _NOISE_DIRS = r"tests?|testing|__tests__|specs?|examples?|samples?|vendor|vendored|third_party|node_modules|" \
@@ -40,6 +51,10 @@ _NOISE_FILES = r"test_[^/]*|[^/]*_tests?\.[^/]*|[^/]*\.(?:test|spec)\.[^/]*|conf
                r"[^/]*\.pb\.go|[^/]*_generated\.[^/]*|[^/]*\.generated\.[^/]*"
 NOISE_PATH = re.compile(rf"(?:^|/)(?:{_NOISE_DIRS})/|(?:^|/)(?:{_NOISE_FILES})$", re.IGNORECASE)
 _IDENT = re.compile(r"[^\W\d][\w.]*")
+_ALNUM = re.compile(r"[^\W_]+")
+_NAME = re.compile(r"[^\W\d]\w*[?!]?")             # one identifier; Ruby's may end in ? or !
+_QUALIFIER = re.compile(r"::|\.|#|->|/")
+_SUFFIXES = ("ations", "ation", "ions", "ion", "ings", "ing", "ers", "er", "ies", "ied", "ed", "es", "ity", "ly", "s")
 
 
 @dataclass(slots=True)
@@ -122,8 +137,9 @@ def allowed_files(store: Store, filters: Filters | None) -> set[int] | None:
 
 
 def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
-            exclude: int | None) -> list[tuple[int, float]]:
-    """Top `n` (block id, BM25 score) for OR-ed `words`, higher is better; filters inside the SQL."""
+            exclude: int | None, only: list[int] | None = None) -> list[tuple[int, float]]:
+    """Top `n` (block id, BM25 score) for OR-ed `words`, higher is better; filters inside the SQL.
+    `only` restricts the result to those block ids."""
     sql = ["SELECT f.rowid, -bm25(fts, ?, ?, ?, ?) AS s FROM fts f"]
     args: list = [*FIELD_WEIGHTS]
     if allowed is not None:
@@ -136,9 +152,59 @@ def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
     if exclude is not None:
         sql.append("AND f.rowid != ?")
         args.append(exclude)
+    if only is not None:
+        sql.append("AND f.rowid IN (SELECT value FROM json_each(?))")
+        args.append(json.dumps(only))
     sql.append("ORDER BY s DESC, f.rowid LIMIT ?")
     args.append(n)
     return store.conn.execute(" ".join(sql), args).fetchall()
+
+
+def compound_terms(query: str) -> list[str]:
+    """Adjacent query words run together ("type adapter" -> "typeadapter"): they match the whole
+    lowercased identifiers that the index holds next to their parts (TypeAdapter)."""
+    words = [w.lower() for w in _ALNUM.findall(query)]
+    return [a + b for a, b in zip(words, words[1:]) if a not in STOP_WORDS and b not in STOP_WORDS]
+
+
+def symbol_of(query: str) -> str | None:
+    """The name a one-identifier query asks for: `Sinatra::Helpers` -> `Helpers`, `res.send` -> `send`."""
+    query = query.strip()
+    if not query or any(c.isspace() for c in query):
+        return None
+    last = _QUALIFIER.split(query)[-1]
+    return last if _NAME.fullmatch(last) else None
+
+
+def definitions(store: Store, symbol: str, allowed: set[int] | None) -> list[int]:
+    """Ids of the functions, methods and classes named exactly `symbol` (the last part of their name)."""
+    rows = store.conn.execute(
+        "SELECT b.id, b.name, b.kind, b.file_id FROM fts f JOIN blocks b ON b.id = f.rowid WHERE fts MATCH ?",
+        ("name : " + fts_query([symbol.lower()]),))
+    return sorted(block_id for block_id, name, kind, file_id in rows
+                  if kind in DEFINITION_KINDS and name.rsplit(".", 1)[-1] == symbol
+                  and (allowed is None or file_id in allowed))
+
+
+def _stem(word: str) -> str:
+    """`word` without one plural, verb or noun ending (a light stemmer for file names)."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[:-len(suffix)]
+    return word
+
+
+def file_name_matches(path: str, words: list[str]) -> int:
+    """How many query words name the file: equal to a part of its name up to a plural or verb ending,
+    or, from 4 letters, a prefix of one or the other ("config" ~ configuration.py, "recover" ~ recoverer.go)."""
+    stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
+    parts = {_stem(p) for p in (*split_identifier(stem), stem.lower()) if p}
+    count = 0
+    for word in map(_stem, words):
+        if any(word == p or (min(len(word), len(p)) >= 4 and (word.startswith(p) or p.startswith(word)))
+               for p in parts):
+            count += 1
+    return count
 
 
 @dataclass(frozen=True)
@@ -157,7 +223,7 @@ class QueryShape:
         return cls(parts, frozenset(w.lower() for w in idents), frozenset(words), bool(NOISE_WORDS.intersection(words)))
 
 
-def boosts(shape: QueryShape, path: str, kind: str, name: str) -> dict[str, float]:
+def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) -> dict[str, float]:
     """The multiplicative boosts that apply to one block for this query (empty: none)."""
     out: dict[str, float] = {}
     short = name.rsplit(".", 1)[-1]
@@ -171,25 +237,65 @@ def boosts(shape: QueryShape, path: str, kind: str, name: str) -> dict[str, floa
             out["name_terms"] = BOOSTS["name_terms"]
     if kind in DEFINITION_KINDS:
         out["definition"] = BOOSTS["definition"]
+    if language in PROSE_LANGUAGES:
+        out["prose"] = BOOSTS["prose"]
     if not shape.asks_noise and NOISE_PATH.search(path):
         out["noise_path"] = BOOSTS["noise_path"]
     return out
+
+
+def file_factors(scored: list[list], words: list[str]) -> None:
+    """Multiply each `[score, block id, path, boosts, keyword score]` item by its file's evidence:
+    keyword support from the file's other blocks, query words naming the file, and REPEAT**j for the
+    file's j-th best block. The factors are recorded in the item's boosts. Support comes from BM25
+    only: cosines and fused ranks are too flat to tell a file that answers in several places from a
+    merely long one."""
+    by_file: dict[str, list[list]] = {}
+    for item in scored:
+        by_file.setdefault(item[2], []).append(item)
+    for path, items in by_file.items():
+        items.sort(key=lambda item: (-item[0], item[1]))
+        evidence = sorted((item[4] for item in items if item[4] is not None), reverse=True)
+        support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence[:FILE_BLOCKS])) / evidence[0] \
+            if evidence and evidence[0] > 0 else 1.0
+        named = file_name_matches(path, words)
+        for j, item in enumerate(items):
+            factors = {}
+            if support > 1.0:
+                factors["file_support"] = support
+            if named:
+                factors["file_name"] = 1.0 + FILE_NAME * named
+            if j:
+                factors["repeat"] = REPEAT ** j
+            for key, factor in factors.items():
+                item[0] *= factor
+                item[3][key] = factor
 
 
 def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | None = None, *,
          vectors: VectorMatrix | None = None, query_vector: np.ndarray | None = None,
          exclude: int | None = None) -> list[Hit]:
     """Rank blocks for `words` (BM25) and/or `query_vector` (cosine); `query` is the user's text, used
-    for name boosts. With both retrievers the base score is reciprocal-rank fusion, otherwise the
-    retriever's own score; boosts multiply it."""
+    for name boosts, compound terms and symbol lookup. With both retrievers the base score is
+    reciprocal-rank fusion, otherwise the retriever's own score; block boosts multiply it, then the
+    file factors (`file_factors`). A one-identifier query lists the definitions of that name first."""
     allowed = allowed_files(store, filters)
     if allowed is not None and not allowed:
         return []
     pool = max(POOL, 3 * k)
     found: dict[int, Candidate] = {}
-    if words:
-        for i, (block_id, score) in enumerate(keyword(store, words, pool, allowed, exclude)):
+    search_words = list(dict.fromkeys(words + compound_terms(query))) if words else []
+    pinned: set[int] = set()
+    if search_words:
+        for i, (block_id, score) in enumerate(keyword(store, search_words, pool, allowed, exclude)):
             found[block_id] = Candidate(block_id, bm25=score, bm25_rank=i + 1)
+        symbol = symbol_of(query)
+        if symbol:
+            pinned = set(definitions(store, symbol, allowed)) - {exclude}
+            missing = sorted(pinned - found.keys())
+            if missing:
+                for block_id, score in keyword(store, search_words, len(missing), allowed, exclude, only=missing):
+                    found[block_id] = Candidate(block_id, bm25=score)
     use_vectors = vectors is not None and query_vector is not None
     if use_vectors:
         for i, (block_id, score) in enumerate(vectors.top(query_vector, pool, allowed, exclude)):
@@ -206,31 +312,35 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
             continue
         path, start, end, kind, name, language = rows[cand.id]
         if words and use_vectors:
-            base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in
-                       (("bm25", cand.bm25_rank), ("cosine", cand.cosine_rank)) if r is not None)
+            # a pinned definition from outside the BM25 pool ranks as the pool's last
+            ranks = (("bm25", cand.bm25_rank or (pool if cand.bm25 is not None else None)),
+                     ("cosine", cand.cosine_rank))
+            base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in ranks if r is not None)
         else:
             base = cand.bm25 if cand.bm25 is not None else cand.cosine
-        applied = boosts(shape, path, kind, name)
-        score = base
+        applied = boosts(shape, path, kind, name, language)
+        product = 1.0
         for factor in applied.values():
-            score *= factor
-        if filters is not None and filters.threshold is not None and score < filters.threshold:
-            continue
-        scored.append((score, cand, applied))
-    scored.sort(key=lambda item: (-item[0], item[1].id))
+            product *= factor
+        scored.append([base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None])
+    file_factors(scored, words)
+    if filters is not None and filters.threshold is not None:
+        scored = [item for item in scored if item[0] >= filters.threshold]
+    scored.sort(key=lambda item: (item[1] not in pinned, -item[0], item[1]))
     scored = scored[:k]
 
-    texts = _block_rows(store, [c.id for _, c, _ in scored], with_text=True)
+    texts = _block_rows(store, [item[1] for item in scored], with_text=True)
     hits = []
-    query_terms = set(words)
-    for score, cand, applied in scored:
-        if cand.id not in texts:       # deleted by a build that committed meanwhile
+    query_terms = set(search_words)
+    for score, block_id, _, applied, _ in scored:
+        if block_id not in texts:      # deleted by a build that committed meanwhile
             continue
-        path, start, end, kind, name, language, text = texts[cand.id]
+        cand = found[block_id]
+        path, start, end, kind, name, language, text = texts[block_id]
         matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
         explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,
                    "cosine_rank": cand.cosine_rank, "fusion": "rrf" if words and use_vectors else None,
-                   "boosts": applied, "terms": matched}
+                   "boosts": applied, "terms": matched, "defines_query": block_id in pinned}
         hits.append(Hit(path, start, end, kind, name, float(score), text, language, explain))
     return hits
 
