@@ -93,7 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                 "  hhg build ~/src/project --model jina-code-v2\n  hhg build --force",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", nargs="?", default=".", help="folder to index (default: .)")
-    p.add_argument("--force", action="store_true", help="rebuild from scratch (the embedding cache is kept)")
+    p.add_argument("--force", action="store_true", help="rebuild from scratch, embeddings included")
     _model_options(p, "")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     return p
