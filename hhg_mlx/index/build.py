@@ -30,6 +30,7 @@ BuildProgress = Callable[[str, int, int], None]
 
 BATCH_FILES = 200          # files per write transaction (what Ctrl-C can lose at most)
 EMBED_BATCH = 256          # windows per embedding call and transaction
+MAX_FILE_BYTES = 2_000_000 # the walk's size limit, checked again when reading
 
 
 @dataclass
@@ -82,22 +83,25 @@ def scan(root: Path, known: dict[str, FileRow]) -> Plan:
 
 
 def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
-    """Hash a changed file; when its content really changed, read, extract and prepare its blocks."""
-    from .extract import extract, read_source
+    """Hash a changed file; when its content really changed, decode, extract and prepare its blocks
+    (the file is read once)."""
+    from .extract import decode_source, extract
     from .languages import language_for
 
-    full = os.path.join(root, path)
     try:
-        with open(full, "rb") as fh:
-            h = digest(fh.read())
+        with open(os.path.join(root, path), "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError:
         return Outcome(path, None, "unreadable")
+    h = digest(data)
     if h == old_hash:
         return Outcome(path, h, "same")
     language = language_for(path)
     if language is None:
         return Outcome(path, h, "unsupported")
-    text, reason = read_source(Path(full))
+    if len(data) > MAX_FILE_BYTES:     # grew since the walk
+        return Outcome(path, h, "too-large", language)
+    text, reason = decode_source(data, os.path.basename(path))
     if text is None:
         return Outcome(path, h, reason or "unreadable", language)
     try:
