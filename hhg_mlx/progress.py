@@ -1,7 +1,7 @@
 """A one-line progress bar for index builds, drawn on stderr only when stderr is a terminal."""
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 import time
 from typing import Callable, TextIO
@@ -35,7 +35,7 @@ class ProgressBar:
         self._visible = False
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
+        if not self.enabled or total == 0:      # nothing to do in this stage: nothing to show
             return
         now = self.clock()
         if stage != self._stage:
@@ -51,18 +51,28 @@ class ProgressBar:
         """The bar's text for `done` of `total` units after `elapsed` seconds in this stage."""
         unit = UNITS.get(stage, "items")
         rate = done / elapsed if elapsed > 0 else 0.0
-        counts = f"{done:,}/{total:,}" if total else f"{done:,}"
+        counts = f"{done:,}/{total:,}"
         tail = f"{rate:,.0f} {unit}/s" if rate else ""
-        if total and rate and done < total:
+        if rate and done < total:
             tail += f"  ETA {_duration((total - done) / rate)}"
-        width = shutil.get_terminal_size((80, 24)).columns
-        room = width - len(stage) - len(counts) - len(tail) - 8
+        room = self._columns() - len(stage) - len(counts) - len(tail) - 8
         bar = ""
-        if total and room >= 10:
+        if room >= 10:
             cells = min(room, 30)
             filled = min(cells, cells * done // total)
             bar = "[" + "=" * filled + " " * (cells - filled) + "] "
         return f"{stage:<7} {bar}{counts}  {tail}".rstrip()
+
+    def _columns(self) -> int:
+        """The width of the stream's terminal (`$COLUMNS` first, 80 when unknown)."""
+        try:
+            return int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            pass
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, OSError, ValueError):
+            return 80
 
     def close(self) -> None:
         """Erase the bar so that whatever is printed next starts on a clean line."""

@@ -260,6 +260,14 @@ def test_progress_restarts_the_rate_per_stage():
     assert "25 files/s" in stream.getvalue().split("\r")[-1]
 
 
+def test_progress_skips_empty_stages():
+    stream = FakeTTY()
+    bar = ProgressBar(stream)
+    bar("extract", 0, 0)                       # a search on an unchanged tree: no flicker
+    bar.close()
+    assert stream.getvalue() == ""
+
+
 def test_progress_can_be_disabled_on_a_tty():
     stream = FakeTTY()
     bar = ProgressBar(stream, enabled=False)
