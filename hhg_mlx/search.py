@@ -324,6 +324,12 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
             product *= factor
         scored.append([base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None])
     file_factors(scored, words)
+    if pinned:      # one definition per file leads; the file's other blocks rank on their scores
+        lead: dict[str, list] = {}
+        for item in scored:
+            if item[1] in pinned and (item[2] not in lead or item[0] > lead[item[2]][0]):
+                lead[item[2]] = item
+        pinned = {item[1] for item in lead.values()}
     if filters is not None and filters.threshold is not None:
         scored = [item for item in scored if item[0] >= filters.threshold]
     scored.sort(key=lambda item: (item[1] not in pinned, -item[0], item[1]))
