@@ -20,7 +20,7 @@ from .weights import load_encoder_weights, weight_files
 
 PRECISIONS = ("fp32", "int8", "fp16")
 FILENAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
-GRAPH_VERSION = 1        # bump when the exported graph changes: invalidates cached exports
+GRAPH_VERSION = 2        # bump when the exported graph changes: invalidates cached exports
 CACHE_SUBDIR = "hhg-onnx"
 
 
