@@ -10,6 +10,7 @@ from engine_fixtures import StubEncoder
 
 from hhg_mlx.index.index import Index
 from hhg_mlx.index.store import db_path
+from hhg_mlx.types import Hit
 from tui.app import HhgApp
 from tui.screens import BuildScreen, HelpScreen, WhyScreen
 from tui.widgets import ResultList
@@ -229,8 +230,13 @@ async def test_errors_become_notifications_and_log_lines(repo, tmp_path):
     assert "ModelUnavailable" in log and "Traceback" in log
 
 
-def test_main_screen_snapshot(repo, snap_compare):
-    """80×24 main screen: fixed repository and query; the search time is pinned."""
+def test_main_screen_snapshot(repo, snap_compare, monkeypatch):
+    """80×24 main screen with fixed hits and status (independent of ranking and extraction changes)."""
+    hits = [Hit("src/upload.py", 12, 18, "method", "Uploader.retry_failed_uploads", 9.0),
+            Hit("lib/jobs.py", 4, 10, "function", "retry_failed_jobs", 4.5),
+            Hit("docs/guide.md", 5, 7, "section", "Retrying uploads", 1.3)]
+    monkeypatch.setattr(Index, "search", lambda self, query, k=10, filters=None, mode="hybrid": hits)
+    monkeypatch.setattr(Index, "status", lambda self: {"model": "stub-bag", "backend": "stub", "blocks": 46, "stale": 2})
 
     async def run_before(pilot):
         await search(pilot, QUERY)
@@ -256,3 +262,17 @@ async def test_model_option_offers_to_re_embed_and_keeps_the_index_on_failure(re
         await search(pilot, QUERY)
         assert app.hits[0].name == "Uploader.retry_failed_uploads"
         assert Index.open(repo).status()["model"] == "stub-bag"
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_index_is_offered_a_rebuild(tmp_path):
+    root = tmp_path / "broken"
+    write_tree(root, {"upload.py": FILES["src/upload.py"]})
+    db_path(root).parent.mkdir()
+    db_path(root).write_bytes(b"this is not a database" * 100)
+    app = HhgApp(root, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
+        await pilot.press("enter")
+        await search(pilot, QUERY)
+        assert app.hits[0].name == "Uploader.retry_failed_uploads"

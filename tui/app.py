@@ -20,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.worker import get_current_worker
 
-from hhg_mlx.errors import HhgError, IndexNotFound
+from hhg_mlx.errors import HhgError, IndexCorrupt, IndexNotFound, SchemaMismatch
 from hhg_mlx.tokens import query_terms
 from hhg_mlx.types import Filters, Hit
 
@@ -142,23 +142,33 @@ class HhgApp(App[None]):
     # -- the index --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="open")
     def _open(self) -> None:
-        """Open the index, or offer to build it; with `--model` naming another model than the
-        index's, offer to re-embed."""
+        """Open the index, or offer to build it: when there is none, when it cannot be read, or when
+        `--model` names another model than the index's."""
         from hhg_mlx.index.index import Index
 
+        model, encoder = self.model, self.encoder
+        kept = None                                   # the index to go on with if the offer is declined
         try:
-            index = Index.open(self.root, encoder=self.encoder)
-            current = index.status()["model"] if self.model else None
+            index = Index.open(self.root, encoder=encoder)
+            current = index.status()["model"] if model else None
         except IndexNotFound:
-            self.call_from_thread(self.push_screen, BuildScreen(self.root, self.model, self.encoder), self._built)
+            offer = BuildScreen(self.root, f"No hhg index in {self.root}.",
+                                f"Build one now{f' with {model}' if model else ''}?", model=model, encoder=encoder)
+        except (IndexCorrupt, SchemaMismatch) as err:
+            log.warning("unreadable index: %s", err)
+            offer = BuildScreen(self.root, str(err), "Rebuild it from scratch?", model=model, encoder=encoder,
+                                force=True)
         except Exception as err:
-            self.call_from_thread(self.error, err, "cannot open the index")
+            self.call_from_thread(self.report_error, err, "cannot open the index")
+            return
         else:
-            if self.model and current not in (self.model, str(Path(self.model).expanduser().resolve())):
-                screen = BuildScreen(self.root, self.model, self.encoder, current=current or "")
-                self.call_from_thread(self.push_screen, screen, lambda new: self._built(new, index))
-            else:
+            if not model or current in (model, str(Path(model).expanduser().resolve())):
                 self.call_from_thread(self._index_ready, index, True)
+                return
+            offer = BuildScreen(self.root, f"The index of {self.root} uses {current or 'no model'}.",
+                                f"Embed it with {model}?", "Keep", model=model, encoder=encoder)
+            kept = index
+        self.call_from_thread(self.push_screen, offer, lambda new: self._built(new, kept))
 
     def _built(self, index, previous=None) -> None:
         """After the build offer: the new index, else the one there was, else quit."""
@@ -200,7 +210,7 @@ class HhgApp(App[None]):
             with self._lock:
                 return call(self.index)
         except Exception as err:
-            self.call_from_thread(self.error, err, what)
+            self.call_from_thread(self.report_error, err, what)
             return None
         finally:
             self._note = ""
@@ -242,7 +252,7 @@ class HhgApp(App[None]):
             try:
                 hits = call(self.index)
             except Exception as err:
-                self.call_from_thread(self.error, err, "search failed")
+                self.call_from_thread(self.report_error, err, "search failed")
                 return
             elapsed = (perf_counter() - start) * 1000
         if seq == self._seq:
@@ -283,7 +293,7 @@ class HhgApp(App[None]):
         try:
             preview.update(render_hit(hit, self.root, terms, dark=self.current_theme.dark))
         except Exception as err:
-            self.error(err, "cannot show the preview")
+            self.report_error(err, "cannot show the preview")
         pane.scroll_home(animate=False)
 
     def watch_mode(self, mode: str) -> None:
@@ -325,7 +335,7 @@ class HhgApp(App[None]):
                 with self.suspend():
                     subprocess.run(argv, cwd=self.root, check=False)
         except (OSError, SuspendNotSupported) as err:
-            self.error(err, f"cannot run {argv[0]}")
+            self.report_error(err, f"cannot run {argv[0]}")
             return
         self._preview(self.selected())
         if self.index is not None:
@@ -355,7 +365,7 @@ class HhgApp(App[None]):
         self.push_screen(HelpScreen())
 
     # -- errors -----------------------------------------------------------------------------
-    def error(self, err: BaseException, what: str) -> None:
+    def report_error(self, err: BaseException, what: str) -> None:
         """Report a failure: one line on screen, the traceback in the log."""
         log.error(what, exc_info=err)
         text = str(err) if isinstance(err, HhgError) else f"{what}: {err}"

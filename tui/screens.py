@@ -22,8 +22,8 @@ log = logging.getLogger("hhg.tui")
 
 
 class BuildScreen(ModalScreen["object | None"]):
-    """Offers to index a folder (or, with `current`, to re-embed an index built with another model),
-    then builds with a progress bar. Dismissed with the new `Index`, or None when the user declines."""
+    """Offers to build (`reason`, then `question`), then builds with a progress bar. Dismissed with
+    the new `Index`, or None when the user declines (`decline` names that button)."""
 
     BINDINGS = [
         Binding("escape,n,q", "decline", "No"),
@@ -35,25 +35,22 @@ class BuildScreen(ModalScreen["object | None"]):
             super().__init__()
             self.stage, self.done, self.total = stage, done, total
 
-    def __init__(self, root: Path, model: str | None, encoder=None, *, current: str | None = None) -> None:
+    def __init__(self, root: Path, reason: str, question: str, decline: str = "Quit", *,
+                 model: str | None = None, encoder=None, force: bool = False) -> None:
         super().__init__()
-        self.root, self.model, self.encoder, self.current = root, model, encoder, current
+        self.root, self.reason, self.question, self.decline = root, reason, question, decline
+        self.build_args = {"model": model, "encoder": encoder, "force": force}
         self._building = False
 
     def compose(self) -> ComposeResult:
-        root = (str(self.root), "bold")
         with Vertical(classes="dialog"):
-            if self.current is None:
-                yield Label(Text.assemble("No hhg index in ", root, "."))
-                yield Label(f"Build one now{f' with {self.model}' if self.model else ''}?", id="question")
-            else:
-                yield Label(Text.assemble("The index of ", root, f" uses {self.current or 'no model'}."))
-                yield Label(f"Embed it with {self.model}?", id="question")
+            yield Label(self.reason, markup=False)
+            yield Label(self.question, id="question", markup=False)
             yield Label("", id="stage")
             yield ProgressBar(id="progress", show_eta=False)
             with Horizontal(classes="buttons"):
                 yield Button("Build", variant="primary", id="build")
-                yield Button("Quit" if self.current is None else "Keep", id="decline")
+                yield Button(self.decline, id="decline")
 
     def on_mount(self) -> None:
         self.query_one("#progress").display = False
@@ -88,7 +85,7 @@ class BuildScreen(ModalScreen["object | None"]):
                 self.post_message(self.Progress(stage, done, total))
 
         try:
-            index = Index.build(self.root, model=self.model, progress=progress, encoder=self.encoder)
+            index = Index.build(self.root, progress=progress, **self.build_args)
         except Exception as err:  # any failure must end up in the dialog, never as a traceback
             log.exception("build failed")
             self.app.call_from_thread(self._failed, err)
@@ -103,7 +100,7 @@ class BuildScreen(ModalScreen["object | None"]):
         self._building = False
         text = str(err) if isinstance(err, HhgError) else f"build failed: {err}"
         self.notify(text, severity="error", timeout=10)
-        self.query_one("#question", Label).update(text)
+        self.query_one("#question", Label).update(Text(text))
         self.query_one("#progress").display = False
         self.query_one(".buttons").display = True
 
