@@ -86,14 +86,14 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--slow-batch", type=int, default=4, help="batch for the BLAS-less modes on Linux")
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated; empty: padding only")
     parser.add_argument("--corpus", type=Path, default=Path("/tmp/django/django-5.2.19"))
     parser.add_argument("--budget", type=int, default=8192, help="tokens per batch for token-budget batching")
     args = parser.parse_args()
 
     print(f"MLX {mx.__version__}, BLAS: {BLAS or 'reference/Accelerate'}; full-size JinaBERT, length {args.length}")
     linux_cpu = BLAS is not None
-    for mode in args.modes.split(","):
+    for mode in filter(None, args.modes.split(",")):
         slow = linux_cpu and mode != "float32"
         batch = args.slow_batch if slow else args.batch
         texts_s, tokens_s = time_mode(mode, batch, args.length, 1 if slow else args.iterations)
