@@ -276,3 +276,31 @@ async def test_an_unreadable_index_is_offered_a_rebuild(tmp_path):
         await pilot.press("enter")
         await search(pilot, QUERY)
         assert app.hits[0].name == "Uploader.retry_failed_uploads"
+
+
+@pytest.mark.asyncio
+async def test_a_bug_leaves_one_line_and_the_traceback_in_the_log(repo, tmp_path, monkeypatch, capsys):
+    def broken(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(HhgApp, "action_help", broken)
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    with pytest.raises(RuntimeError, match="boom"):       # run_test re-raises for the test's sake
+        async with app.run_test(size=SIZE) as pilot:
+            await search(pilot, QUERY)
+            await pilot.press("enter", "question_mark")
+            await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1
+    log_file = tmp_path / "cache" / "hhg" / "tui.log"
+    shown = capsys.readouterr().err.replace("\n", "")         # the terminal may wrap the one line
+    assert shown == f"hhg-tui: unexpected error (details in {log_file})"
+    log = log_file.read_text()
+    assert "RuntimeError: boom" in log and "Traceback" in log
+
+
+def test_main_rejects_a_missing_folder(tmp_path, capsys):
+    from tui.app import main
+
+    with pytest.raises(SystemExit) as exit:
+        main([str(tmp_path / "nowhere")])
+    assert exit.value.code == 2 and "not a folder" in capsys.readouterr().err

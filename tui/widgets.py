@@ -1,6 +1,8 @@
 """The main screen's widgets: the results list and the status bar."""
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual import events
@@ -89,7 +91,7 @@ class StatusBar(Static):
         """`info` is `Index.status()` (empty until the index is open)."""
         parts = [mode]
         if info:
-            model = info.get("model") or "no model"
+            model = _short_model(info.get("model")) or "no model"
             backend = info.get("backend")
             parts.append(f"{model} ({backend})" if backend else model)
             parts.append(f"{info.get('blocks', 0):,} blocks")
@@ -100,6 +102,13 @@ class StatusBar(Static):
         if note:
             parts.append(note)
         self.update(" · ".join(parts))
+
+
+def _short_model(model: str | None) -> str | None:
+    """A registry id as is; a model folder by its last two path parts."""
+    if model and model.startswith("/"):
+        return "…/" + "/".join(PurePath(model).parts[-2:])
+    return model
 
 
 def _stale_count(info: dict) -> int:
