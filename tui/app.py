@@ -33,6 +33,7 @@ log = logging.getLogger("hhg.tui")
 
 MODES = ("hybrid", "keyword", "semantic")
 RESULTS = 50
+KEYWORD_DEBOUNCE = 0.03   # seconds; hybrid and semantic use the app's `debounce`
 
 
 def log_path() -> Path:
@@ -102,7 +103,8 @@ class HhgApp(App[None]):
     def __init__(self, root: str | Path = ".", *, model: str | None = None, mode: str = "hybrid",
                  encoder=None, debounce: float = 0.15) -> None:
         """`model` is used when the app builds the index; `encoder` (an `Encoder`) replaces the
-        index's own model, as in `Index.open(root, encoder=...)`."""
+        index's own model, as in `Index.open(root, encoder=...)`; `debounce` (seconds) is how long
+        typing must pause before a hybrid or semantic search."""
         super().__init__()
         setup_logging()
         self.root = Path(root).resolve()
@@ -224,8 +226,10 @@ class HhgApp(App[None]):
     def _schedule_search(self) -> None:
         if self._timer is not None:
             self._timer.stop()
-        if self.debounce > 0:
-            self._timer = self.set_timer(self.debounce, self._search_now)
+        # Keyword searches take milliseconds; only the modes that embed the query wait longer.
+        delay = min(self.debounce, KEYWORD_DEBOUNCE) if self.mode == "keyword" else self.debounce
+        if delay > 0:
+            self._timer = self.set_timer(delay, self._search_now)
         else:
             self._search_now()
 
