@@ -205,15 +205,9 @@ def _progress(quiet: bool):
     return ProgressBar(enabled=False if quiet else None)
 
 
-def _build_kwargs(args: argparse.Namespace, build) -> dict:
-    """`Index.build` keywords from the model options (`--task` only where the engine takes it)."""
-    kwargs = {"model": args.model, "accept_license": args.accept_license}
-    if args.task:
-        import inspect
-        if "task" not in inspect.signature(build).parameters:
-            raise HhgError("--task is not supported by this version of the index")
-        kwargs["task"] = args.task
-    return kwargs
+def _build_kwargs(args: argparse.Namespace) -> dict:
+    """`Index.build` keywords from the model options."""
+    return {"model": args.model, "accept_license": args.accept_license, "task": args.task}
 
 
 def open_index(start: Path, args: argparse.Namespace):
@@ -228,7 +222,7 @@ def open_index(start: Path, args: argparse.Namespace):
             folder = start if start.is_dir() else start.parent
             if not args.quiet:
                 eprint(f"indexing {folder} (first run)…")
-            return Index.build(folder.resolve(), progress=bar, **_build_kwargs(args, Index.build))
+            return Index.build(folder.resolve(), progress=bar, **_build_kwargs(args))
         idx = Index.open(root)
         try:
             idx.update(progress=bar)
@@ -317,7 +311,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise HhgError(f"{args.path}: not a folder")
     bar = _progress(args.quiet)
     try:
-        idx = Index.build(folder.resolve(), force=args.force, progress=bar, **_build_kwargs(args, Index.build))
+        idx = Index.build(folder.resolve(), force=args.force, progress=bar, **_build_kwargs(args))
     finally:
         bar.close()
     try:

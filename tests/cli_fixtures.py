@@ -140,19 +140,19 @@ FILES = {
 
 
 def filter_corpus() -> dict[str, str]:
-    """Files where a keyword is much stronger in one kind of file than in the few that a filter keeps.
+    """Files where a keyword is much stronger in files that a filter drops than in the few it keeps.
 
-    "wombat": 8 Python files say it many times; 3 Go functions say it once.
-    "quokka": 8 Markdown files say it many times; 3 Python functions say it once.
+    "wombat": 8 Python files name it in their path, their function and their text; 3 Go functions
+    say it once. "quokka": the same with 8 YAML files against 3 Python functions.
     """
     files = {}
     for i in range(8):
         files[f"zoo/wombat_{i}.py"] = f"def wombat_burrow_{i}():\n    return 'wombat wombat wombat wombat {i}'\n"
-        files[f"docs/quokka_{i}.md"] = f"# Quokka notes {i}\n\nquokka quokka quokka quokka quokka {i}\n"
-    files["zoo/wombats.go"] = "package zoo\n\n" + "".join(
+        files[f"config/quokka_{i}.yaml"] = f"quokka_{i}:\n  name: quokka\n  friends: [quokka, quokka, quokka]\n"
+    files["zoo/burrows.go"] = "package zoo\n\n" + "".join(
         f"// Dig{i} digs.\nfunc Dig{i}(depth int) int {{\n\tname := \"wombat\"\n\treturn depth + len(name) + {i}\n}}\n\n"
         for i in range(3))
-    files["zoo/quokkas.py"] = "".join(
+    files["zoo/smiles.py"] = "".join(
         f"def smile_{i}(x):\n    animal = 'quokka'\n    return x + {i}\n\n\n" for i in range(3))
     return files
 

@@ -131,24 +131,24 @@ def test_type_filter_before_top_k(repo, env):
     top = search_json("wombat", "-n", "3", cwd=repo, env=env)
     assert all(h["file"].endswith(".py") for h in top)           # the filter below has work to do
     hits = search_json("wombat", "-n", "3", "-t", "go", cwd=repo, env=env)
-    assert [h["file"] for h in hits] == ["zoo/wombats.go"] * 3
+    assert [h["file"] for h in hits] == ["zoo/burrows.go"] * 3
     assert sorted(names(hits)) == ["Dig0", "Dig1", "Dig2"]
     mixed = search_json("wombat", "-t", "rs,go", "-n", "10", cwd=repo, env=env)
-    assert {h["file"] for h in mixed} == {"zoo/wombats.go"}
+    assert {h["file"] for h in mixed} == {"zoo/burrows.go"}
 
 
 def test_exclude_before_top_k(repo, env):
     hits = search_json("wombat", "-n", "3", "--exclude", "*.py", cwd=repo, env=env)
-    assert len(hits) == 3 and all(h["file"] == "zoo/wombats.go" for h in hits)
+    assert len(hits) == 3 and all(h["file"] == "zoo/burrows.go" for h in hits)
     hits = search_json("wombat", "--exclude", "zoo/*.py", "--exclude", "*.go", cwd=repo, env=env)
     assert hits == [] or all(not h["file"].startswith("zoo/") for h in hits)
 
 
 def test_code_only_before_top_k(repo, env):
     top = search_json("quokka", "-n", "3", cwd=repo, env=env)
-    assert all(h["file"].endswith(".md") for h in top)
+    assert all(h["file"].endswith(".yaml") for h in top)
     hits = search_json("quokka", "-n", "3", "--code-only", cwd=repo, env=env)
-    assert [h["file"] for h in hits] == ["zoo/quokkas.py"] * 3
+    assert [h["file"] for h in hits] == ["zoo/smiles.py"] * 3
     assert sorted(names(hits)) == ["smile_0", "smile_1", "smile_2"]
 
 
