@@ -3,8 +3,8 @@
 Two workloads on the same random token ids (so tokenisation is not measured):
 - fixed: BATCH texts of SEQ tokens, best of REPEAT rounds; texts/s, tokens/s and the achieved
   GFLOP/s as a fraction of a numpy float32 GEMM of the same size measured in every round;
-- mix: TEXTS texts with a code-like length mix (log-normal, median 96 tokens, 8-512) batched by
-  token budget exactly as indexing does; texts/s and tokens/s.
+- mix: TEXTS texts with a code-like length mix (log-normal, median 96 tokens, 8-512, cut at the
+  model's length limit) batched by token budget exactly as indexing does; texts/s and tokens/s.
 Backends are measured round-robin, so a busy machine slows them alike. With no model given and
 the default model not installed, a random full-size JinaBERT (jina-code-v2's shape) is written to
 a temporary folder and measured instead.
@@ -91,8 +91,9 @@ def model_folder(model: str | None) -> Iterator[tuple[str, Path]]:
                "is not installed)"), write_random_jinabert(Path(tmp))
 
 
-def write_random_jinabert(folder: Path, seed: int = 0) -> Path:
-    """A JinaBERT v2 qk-post-norm checkpoint with random float16 weights and a stub tokenizer."""
+def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02) -> Path:
+    """A full-size JinaBERT v2 qk-post-norm checkpoint: random float16 weights (LayerNorms at
+    identity) and a stub tokenizer; meant for feeding token ids."""
     from safetensors.numpy import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -101,7 +102,7 @@ def write_random_jinabert(folder: Path, seed: int = 0) -> Path:
     tensors = {}
 
     def add(name: str, *shape: int, fill: float | None = None) -> None:
-        data = np.full(shape, fill, np.float32) if fill is not None else rng.standard_normal(shape, np.float32) * 0.02
+        data = np.full(shape, fill, np.float32) if fill is not None else rng.standard_normal(shape, np.float32) * std
         tensors[name] = data.astype(np.float16)
 
     add("embeddings.word_embeddings.weight", v, h)
@@ -168,6 +169,7 @@ def _seconds(fn) -> float:
 def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, seq: int = 128, texts: int = 64,
             repeat: int = 3) -> dict:
     """Load every backend, then time them round-robin; returns the report `format_report` prints."""
+    from ..errors import UnsupportedModel
     from ..loader import load_encoder
     from ..models.folder import model_architecture, read_settings
 
@@ -179,6 +181,9 @@ def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, s
     ids = rng.integers(5, config["vocab_size"], (batch, seq))
     mask = np.ones_like(ids)
     encoders = {name: load_encoder(str(folder), **BACKENDS[name]) for name in backends}
+    limit = min(encoder.max_length for encoder in encoders.values())
+    if seq > limit:
+        raise UnsupportedModel(f"--seq {seq} is longer than the model's {limit}-token limit")
     for encoder in encoders.values():
         encoder.embed_ids(ids[:2], mask[:2])               # warm-up: graph optimisation, first allocations
 
@@ -195,7 +200,7 @@ def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, s
 
     mix = []
     if texts:
-        lengths = length_mix(texts)
+        lengths = np.minimum(length_mix(texts), limit)
         sequences = [rng.integers(5, config["vocab_size"], n).tolist() for n in lengths]
         for name, encoder in encoders.items():
             def embed_all() -> None:
