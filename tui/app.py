@@ -202,6 +202,7 @@ class HhgApp(App[None]):
                 self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
                 self.call_from_thread(self._search_now)
         self.call_from_thread(self._show_status)
+        self.call_from_thread(self._show_notices)
 
     def _locked(self, note: str, call, what: str):
         """`call(index)` under the lock, from a worker thread, with `note` in the status bar; errors
@@ -265,8 +266,7 @@ class HhgApp(App[None]):
     def _show(self, seq: int, hits: list[Hit], elapsed: float | None, title: str) -> None:
         if seq != self._seq:
             return
-        for notice in self._take_notices():
-            self.notify(notice, severity="warning", timeout=8)
+        self._show_notices()
         self.hits = hits
         self.search_ms = elapsed
         self._title = title
@@ -275,11 +275,12 @@ class HhgApp(App[None]):
             self._preview(None)
         self._show_status()
 
-    def _take_notices(self) -> list[str]:
-        """The index's notices not shown yet (each is shown once)."""
-        fresh = [n for n in self.index.notices if n not in self._noticed]
-        self._noticed.update(fresh)
-        return fresh
+    def _show_notices(self) -> None:
+        """The index's notices (e.g. semantic search unavailable), each shown once."""
+        for notice in self.index.notices:
+            if notice not in self._noticed:
+                self._noticed.add(notice)
+                self.notify(notice, severity="warning", timeout=8)
 
     @on(OptionList.OptionHighlighted, "#results")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
