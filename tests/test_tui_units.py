@@ -99,3 +99,15 @@ def test_render_hit_falls_back_to_indexed_content(tmp_path):
     hit = Hit("gone.py", 5, 6, "function", "f", 1.0, "def f():\n    return 1", "python")
     rows = [r for r in _render(render_hit(hit, tmp_path)).splitlines() if r.strip()]
     assert rows[0].split()[:3] == ["❱", "5", "def"] and rows[1].split()[:3] == ["❱", "6", "return"]
+
+
+def test_hit_row_keeps_the_file_name_and_line_of_long_paths():
+    from tui.widgets import HitRow
+
+    hit = Hit("very/long/path/to/some/deeply/nested/package/module_file.py", 1234, 1240, "method",
+              "Klass.method_name", 1.0)
+    console = Console(width=60, record=True, color_system=None)
+    console.print(HitRow(hit, 2.0))
+    (line,) = console.export_text().splitlines()
+    assert len(line) <= 60 and line.startswith("…") and "module_file.py:1234 " in line
+    assert "method" in line and "Klass.method_name" in line and line.endswith("████    ")

@@ -35,10 +35,13 @@ class HitRow:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         hit = self.hit
         room = max(options.max_width - self.KIND_WIDTH - BAR_WIDTH - 3, 10)
+        where = room * 5 // 9
         location = Text.assemble((hit.file, "cyan"), (f":{hit.line}", "dim"))
+        if len(location) > where:                  # keep the file name and line, drop leading folders
+            location = Text("…").append_text(location[len(location) - where + 1:])
         row = Text()
-        for part, width in ((location, room * 5 // 9), (Text(hit.kind, "italic"), self.KIND_WIDTH),
-                            (Text(hit.name, "bold"), room - room * 5 // 9)):
+        for part, width in ((location, where), (Text(hit.kind, "italic"), self.KIND_WIDTH),
+                            (Text(hit.name, "bold"), room - where)):
             part.truncate(width, overflow="ellipsis", pad=True)
             row.append_text(part)
             row.append(" ")
