@@ -50,8 +50,10 @@ def cuda_usable() -> bool:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     probe.ir_version = 8
+    options = ort.SessionOptions()
+    options.log_severity_level = 4          # a failed probe is an answer, not an error to print
     try:
-        session = ort.InferenceSession(probe.SerializeToString(), providers=[CUDA, CPU])
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=[CUDA, CPU])
     except Exception:       # missing CUDA/cuDNN libraries, no driver, no device
         return False
     return session.get_providers()[0] == CUDA
