@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 # ---- ranking constants -------------------------------------------------------------------------
 FIELD_WEIGHTS = (8.0, 3.0, 2.0, 1.0)   # bm25() weights of the FTS columns name, path, doc, body
 POOL = 100                             # candidates taken from each retriever before boosts (at least 3k)
-RRF_K = 60.0                           # reciprocal-rank fusion: score = sum(weight / (RRF_K + rank))
+RRF_K = 5.0                            # reciprocal-rank fusion: score = sum(weight / (RRF_K + rank))
+# (the customary 60 flattens the top ranks: hybrid with all-MiniLM-L6-v2 on the train split 0.830 at 60, 0.876 at 5)
 FUSION_WEIGHTS = {"bm25": 1.0, "cosine": 1.0}
 BOOSTS = {
     "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs")
