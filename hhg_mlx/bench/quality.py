@@ -86,7 +86,8 @@ def checkout(spec: RepoSpec, work: Path) -> Path:
 
 
 def engine_search(root: Path, *, mode: str, model: str | None, force: bool) -> tuple[Search, float]:
-    """Build (or update) the index of `root` and return its top-10 chunk search and build seconds."""
+    """Build (or update) the index of `root` and return its top-10 chunk search (closable) and the
+    build's seconds."""
     from hhg_mlx.errors import IndexCorrupt, SchemaMismatch
     from hhg_mlx.index.index import Index
 
@@ -95,11 +96,18 @@ def engine_search(root: Path, *, mode: str, model: str | None, force: bool) -> t
         idx = Index.build(root, model=model, force=force)
     except (SchemaMismatch, IndexCorrupt):       # left by another hhg version: start afresh
         idx = Index.build(root, model=model, force=True)
-    seconds = time.perf_counter() - start
+    return _IndexSearch(idx, mode), time.perf_counter() - start
 
-    def search(query: str) -> list[Chunk]:
-        return [(h.file, h.line, h.end_line) for h in idx.search(query, k=10, mode=mode)]
-    return search, seconds
+
+class _IndexSearch:
+    def __init__(self, idx, mode: str) -> None:
+        self.idx, self.mode = idx, mode
+
+    def __call__(self, query: str) -> list[Chunk]:
+        return [(h.file, h.line, h.end_line) for h in self.idx.search(query, k=10, mode=self.mode)]
+
+    def close(self) -> None:
+        self.idx.close()
 
 
 def run_repo(spec: RepoSpec, queries: list[Query], heldout: frozenset[str], search: Search) -> list[dict]:
@@ -147,7 +155,10 @@ def run(data: Path, work: Path, *, repos: list[str] | None = None, mode: str = "
         root = root / spec.subpath if spec.subpath else root
         log(f"{spec.name}: indexing {root}")
         search, index_s = make_search(root, mode=mode, model=model, force=force)
-        got = run_repo(spec, queries, heldout, search)
+        try:
+            got = run_repo(spec, queries, heldout, search)
+        finally:
+            getattr(search, "close", lambda: None)()
         rows.extend(got)
         repo_rows.append({"repo": spec.name, "language": spec.language, "queries": len(got),
                           "index_s": index_s, "query_ms_p50": statistics.median(r["ms"] for r in got)})
