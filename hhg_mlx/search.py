@@ -229,7 +229,7 @@ def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) ->
     out: dict[str, float] = {}
     short = name.rsplit(".", 1)[-1]
     parts = split_identifier(short) if short else ()
-    if parts and shape.parts:
+    if parts and shape.parts and kind != "module":    # a module block borrows its class's name
         if shape.parts == parts:
             out["exact_name"] = BOOSTS["exact_name"]
         elif short.lower() in shape.idents or name.lower() in shape.idents:
