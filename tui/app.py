@@ -120,8 +120,11 @@ class HhgApp(App[None]):
         self._timer: Timer | None = None
         self._info: dict = {}                 # Index.status()
         self._noticed: set[str] = set()
+        self._loading = False                 # while the model loads, searches run as keyword
         self._note = "opening index…"        # what the app is busy with
         self._title = ""                      # what the results are, when not the query's hits
+        self._shown: tuple[str, str] = ("", "")  # (title, query) of the results on screen
+        self._model_tried = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="bar"):
@@ -181,21 +184,26 @@ class HhgApp(App[None]):
         else:
             self._index_ready(index or previous, index is None)
 
-    def _index_ready(self, index, update: bool) -> None:
+    def _index_ready(self, index, opened: bool) -> None:
         self.index = index
         self.query_one("#query").focus()
-        self._prepare(update)
+        self._prepare(opened)
         if self.query_one("#query", Input).value.strip():
             self._search_now()
 
     @work(thread=True, exclusive=True, group="index")
-    def _prepare(self, update: bool) -> None:
-        """Read the status, load the model once (a first query also loads the vectors), then bring
-        stale files up to date: each step takes the lock on its own, so searches slip in between."""
+    def _prepare(self, opened: bool) -> None:
+        """Read the status; for an index opened (not just built, which loads the model) load its
+        model once; warm the vectors; then bring stale files up to date. Each step takes the lock on
+        its own, so searches slip in between."""
         self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
-        if self._info.get("model"):
-            self._locked("loading model…", lambda index: index.search("warm up", k=1), "cannot load the model")
-        if update:
+        model = self._info.get("model")
+        if model and opened and self.encoder is None and not self._model_tried:
+            self._model_tried = True
+            self._load_model(model)
+        if model:
+            self._locked("loading vectors…", lambda index: index.search("warm up", k=1), "cannot load the model")
+        if opened:
             stats = self._locked("updating…", lambda index: index.update(), "update failed")
             log.info("update: %s", stats)
             if stats is not None and (stats.added or stats.modified or stats.deleted):
@@ -203,6 +211,30 @@ class HhgApp(App[None]):
                 self.call_from_thread(self._search_now)
         self.call_from_thread(self._show_status)
         self.call_from_thread(self._show_notices)
+
+    def _load_model(self, model: str) -> None:
+        """Load the index's model without the lock, searching by keyword meanwhile, then reopen the
+        index with it. On failure the index says why (a notice) at the next semantic search."""
+        from hhg_mlx.index.index import Index
+        from hhg_mlx.loader import load_encoder
+
+        self._loading = True
+        self._note = "loading model… (keyword results meanwhile)"
+        self.call_from_thread(self._show_status)
+        try:
+            encoder = load_encoder(model, download=False)
+            index = Index.open(self.root, encoder=encoder)
+        except Exception as err:
+            log.warning("cannot load %s: %s", model, err)
+        else:
+            with self._lock:
+                previous, self.index = self.index, index
+            previous.close()
+            self.encoder = encoder
+        finally:
+            self._loading = False
+            self._note = ""
+        self.call_from_thread(self._search_now)     # the same query again, now by meaning too
 
     def _locked(self, note: str, call, what: str):
         """`call(index)` under the lock, from a worker thread, with `note` in the status bar; errors
@@ -243,7 +275,7 @@ class HhgApp(App[None]):
             self._show(self._seq, [], None, "")
             return
         filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
-        mode = self.mode
+        mode = "keyword" if self._loading else self.mode
         self._run(self._seq, "", lambda index: index.search(query, k=RESULTS, filters=filters, mode=mode))
 
     @work(thread=True, exclusive=True, group="search")
@@ -267,10 +299,14 @@ class HhgApp(App[None]):
         if seq != self._seq:
             return
         self._show_notices()
+        # A refresh of the same results (model loaded, files updated) keeps the selected hit.
+        shown = (title, self.query_one("#query", Input).value.strip())
+        keep = self.selected() if shown == self._shown else None
+        self._shown = shown
         self.hits = hits
         self.search_ms = elapsed
         self._title = title
-        self.query_one(ResultList).show_hits(hits)
+        self.query_one(ResultList).show_hits(hits, keep)
         if not hits:
             self._preview(None)
         self._show_status()

@@ -67,16 +67,19 @@ class ResultList(OptionList):
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def show_hits(self, hits: list[Hit]) -> None:
+    def show_hits(self, hits: list[Hit], keep: Hit | None = None) -> None:
+        """Show `hits`, highlighting `keep` if it is among them, else the first."""
         top = max((h.score for h in hits), default=0.0)
         self.set_options(Option(HitRow(h, top)) for h in hits)
         if hits:
-            self.highlighted = 0
+            same = [i for i, h in enumerate(hits) if keep and (h.file, h.line) == (keep.file, keep.line)]
+            self.highlighted = same[0] if same else 0
 
     async def _on_click(self, event: events.Click) -> None:
         index = event.style.meta.get("option")
         if index is None:
             return
+        event.prevent_default()                     # OptionList's own click handler would select
         self.focus()
         self.highlighted = index
         if event.chain >= 2:
