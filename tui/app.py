@@ -355,15 +355,19 @@ class HhgApp(App[None]):
 
     def action_cursor(self, step: int) -> None:
         results = self.query_one(ResultList)
-        if results.option_count:
-            results.action_cursor_down() if step > 0 else results.action_cursor_up()
+        if step > 0:
+            results.action_cursor_down()
+        else:
+            results.action_cursor_up()
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
         self.query_one(ResultList).focus()
 
     @on(OptionList.OptionSelected, "#results")
-    def action_edit(self) -> None:
+    def _open_in_editor(self) -> None:
+        """Run `$VISUAL`/`$EDITOR` on the selected hit's line (the app steps aside meanwhile), then
+        show the file as it is now and index what changed."""
         hit = self.selected()
         if hit is None:
             return
