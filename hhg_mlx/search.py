@@ -67,6 +67,17 @@ class Candidate:
     cosine_rank: int | None = None
 
 
+@dataclass(slots=True)
+class Ranked:
+    """A candidate block with its score so far and the factors that made it."""
+
+    score: float
+    id: int
+    path: str
+    boosts: dict[str, float]
+    evidence: float | None       # BM25 score times the block's boosts: what a file's support adds up
+
+
 class VectorMatrix:
     """All window vectors of one model; a block's cosine is the max over its windows."""
 
@@ -245,18 +256,17 @@ def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) ->
     return out
 
 
-def file_factors(scored: list[list], words: list[str]) -> None:
-    """Multiply each `[score, block id, path, boosts, keyword score]` item by its file's evidence:
-    keyword support from the file's other blocks, query words naming the file, and REPEAT**j for the
-    file's j-th best block. The factors are recorded in the item's boosts. Support comes from BM25
-    only: cosines and fused ranks are too flat to tell a file that answers in several places from a
-    merely long one."""
-    by_file: dict[str, list[list]] = {}
+def file_factors(scored: list[Ranked], words: list[str]) -> None:
+    """Multiply each block's score by its file's evidence: keyword support from the file's other
+    blocks, query words naming the file, and REPEAT**j for the file's j-th best block; the factors
+    are recorded in the block's boosts. Support comes from BM25 only: cosines and fused ranks are too
+    flat to tell a file that answers in several places from a merely long one."""
+    by_file: dict[str, list[Ranked]] = {}
     for item in scored:
-        by_file.setdefault(item[2], []).append(item)
+        by_file.setdefault(item.path, []).append(item)
     for path, items in by_file.items():
-        items.sort(key=lambda item: (-item[0], item[1]))
-        evidence = sorted((item[4] for item in items if item[4] is not None), reverse=True)
+        items.sort(key=lambda item: (-item.score, item.id))
+        evidence = sorted((item.evidence for item in items if item.evidence is not None), reverse=True)
         support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence[:FILE_BLOCKS])) / evidence[0] \
             if evidence and evidence[0] > 0 else 1.0
         named = file_name_matches(path, words)
@@ -269,8 +279,8 @@ def file_factors(scored: list[list], words: list[str]) -> None:
             if j:
                 factors["repeat"] = REPEAT ** j
             for key, factor in factors.items():
-                item[0] *= factor
-                item[3][key] = factor
+                item.score *= factor
+                item.boosts[key] = factor
 
 
 def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | None = None, *,
@@ -323,32 +333,32 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         product = 1.0
         for factor in applied.values():
             product *= factor
-        scored.append([base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None])
+        scored.append(Ranked(base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None))
     file_factors(scored, words)
     if pinned:      # one definition per file leads; the file's other blocks rank on their scores
-        lead: dict[str, list] = {}
+        lead: dict[str, Ranked] = {}
         for item in scored:
-            if item[1] in pinned and (item[2] not in lead or item[0] > lead[item[2]][0]):
-                lead[item[2]] = item
-        pinned = {item[1] for item in lead.values()}
+            if item.id in pinned and (item.path not in lead or item.score > lead[item.path].score):
+                lead[item.path] = item
+        pinned = {item.id for item in lead.values()}
     if filters is not None and filters.threshold is not None:
-        scored = [item for item in scored if item[0] >= filters.threshold]
-    scored.sort(key=lambda item: (item[1] not in pinned, -item[0], item[1]))
+        scored = [item for item in scored if item.score >= filters.threshold]
+    scored.sort(key=lambda item: (item.id not in pinned, -item.score, item.id))
     scored = scored[:k]
 
-    texts = _block_rows(store, [item[1] for item in scored], with_text=True)
+    texts = _block_rows(store, [item.id for item in scored], with_text=True)
     hits = []
     query_terms = set(search_words)
-    for score, block_id, _, applied, _ in scored:
-        if block_id not in texts:      # deleted by a build that committed meanwhile
+    for item in scored:
+        if item.id not in texts:       # deleted by a build that committed meanwhile
             continue
-        cand = found[block_id]
-        path, start, end, kind, name, language, text = texts[block_id]
+        cand = found[item.id]
+        path, start, end, kind, name, language, text = texts[item.id]
         matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
         explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,
                    "cosine_rank": cand.cosine_rank, "fusion": "rrf" if words and use_vectors else None,
-                   "boosts": applied, "terms": matched, "defines_query": block_id in pinned}
-        hits.append(Hit(path, start, end, kind, name, float(score), text, language, explain))
+                   "boosts": item.boosts, "terms": matched, "defines_query": item.id in pinned}
+        hits.append(Hit(path, start, end, kind, name, float(item.score), text, language, explain))
     return hits
 
 
