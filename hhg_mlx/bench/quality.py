@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import HhgError
 from .scoring import CATEGORIES, Chunk, Query, Scored, heldout_texts, load_queries, ndcg, summarize
 
 # Published configurations shown per repo; the overall table lists every tool in the file.
@@ -223,9 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=default_work_dir(), help="where sources are unpacked and indexed")
     p.add_argument("--force", action="store_true", help="rebuild every index from scratch")
     args = p.parse_args(argv)
-    report = run(args.data, args.work, repos=args.repos.split(",") if args.repos else None, mode=args.mode,
-                 model=args.model, split=args.split, force=args.force,
-                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not (args.data / "manifest.json").is_file():
+        p.error(f"no benchmark in {args.data} (manifest.json missing); pass --data")
+    try:
+        report = run(args.data, args.work, repos=args.repos.split(",") if args.repos else None, mode=args.mode,
+                     model=args.model, split=args.split, force=args.force,
+                     log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except ValueError as err:
+        p.error(str(err))
+    except subprocess.CalledProcessError as err:
+        print(f"quality: fetching a source failed: {' '.join(err.cmd)}", file=sys.stderr)
+        return 1
+    except HhgError as err:
+        print(f"quality: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 
