@@ -72,7 +72,7 @@ def main() -> int:
 
     print(f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}, {gpu_name()}")
     if not cuda_usable():
-        print("FAIL: CUDAExecutionProvider cannot run a graph here (onnxruntime-gpu, CUDA 12 and cuDNN 9 needed)")
+        print("FAIL: CUDAExecutionProvider cannot run a graph here (needs onnxruntime-gpu built for this CUDA and cuDNN)")
         return 2
     ok = True
     with tempfile.TemporaryDirectory(prefix="hhg-cuda-check-") as tmp:
