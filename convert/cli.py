@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     src = resolve_model(args.src, download=True)
     if out.resolve() == src:
         raise HhgError("OUT must differ from SRC")
-    settings = read_settings(src)
-    architecture = model_architecture(settings, registry.get(args.src))
+    settings, info = read_settings(src), registry.get(args.src)
+    architecture = model_architecture(settings, info)
     if architecture not in CONVERTERS:
         raise UnsupportedModel(f"cannot convert {architecture} models (supported: {', '.join(CONVERTERS)})")
     if settings.config.get("quantization"):
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         step(f"writing MLX weights ({_describe(args.dtype or 'default dtype', args.quantize, args.group_size)})")
         summary = getattr(importlib.import_module(module), function)(src, staging, **options)
         onnx_files = _export_onnx(src, staging, precisions, step)
-        _write_hhg_json(staging, args.src, src, settings, architecture, summary, onnx_files)
+        _write_hhg_json(staging, args.src, src, info, settings, architecture, summary, onnx_files)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -114,15 +114,12 @@ def _export_onnx(src: Path, out: Path, precisions: list[str], step) -> dict[str,
     return {precision: FILENAMES[precision] for precision in precisions}
 
 
-def _write_hhg_json(out: Path, given: str, src: Path, settings, architecture: str, summary: dict,
+def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architecture: str, summary: dict,
                     onnx_files: dict[str, str]) -> None:
-    from hhg_mlx.models import registry
-
-    info = registry.get(given)
     manifest: dict = {"format": HHG_FORMAT, "architecture": architecture, "variant": None,
                       "model_id": settings.model_id or (info.id if info else given)}
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
-        manifest.update(_encoder_settings(out, given, src, architecture, settings))
+        manifest.update(_encoder_settings(given, src, info, architecture, settings))
     manifest.update({
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
@@ -134,13 +131,12 @@ def _write_hhg_json(out: Path, given: str, src: Path, settings, architecture: st
     (out / "hhg.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _encoder_settings(out: Path, given: str, src: Path, architecture: str, settings) -> dict:
+def _encoder_settings(given: str, src: Path, info, architecture: str, settings) -> dict:
     """Pooling, prompts and length as the source resolves them (registry entry included), so the
     converted folder embeds exactly like its source."""
-    from hhg_mlx.models import registry
     from hhg_mlx.models.folder import encoder_spec, load_tokenizer
 
-    spec = encoder_spec(src, given, registry.get(given), load_tokenizer(src), settings=settings)
+    spec = encoder_spec(src, given, info, load_tokenizer(src), settings=settings)
     variant = None
     if architecture == "jinabert":
         from .onnx_graph import layer_variant
