@@ -73,8 +73,10 @@ def onnx_precision(backend: str, dtype: str = "float32", quantize: int | None = 
     return "fp32" if dtype == "float32" else "fp16"
 
 
-def make_session(path: Path, backend: str = "onnx", threads: int | None = None):
-    """An InferenceSession with every graph optimisation, one intra-op thread per physical core."""
+def make_session(path: Path, backend: str = "onnx", threads: int | None = None, precision: str = "fp32"):
+    """An InferenceSession with every graph optimisation, one intra-op thread per physical core.
+    On CUDA an fp32 graph computes in true fp32 (TF32 off): asking for fp32 means asking for its
+    accuracy; fp16 is the fast CUDA path."""
     import onnxruntime as ort
 
     if backend not in BACKENDS:
@@ -84,7 +86,8 @@ def make_session(path: Path, backend: str = "onnx", threads: int | None = None):
     options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3          # no provider-fallback warnings on stderr: checked below
-    providers = [CUDA, CPU] if backend == "onnx-cuda" else [CPU]
+    cuda = (CUDA, {"use_tf32": "0"}) if precision == "fp32" else CUDA
+    providers = [cuda, CPU] if backend == "onnx-cuda" else [CPU]
     session = ort.InferenceSession(str(path), options, providers=providers)
     if backend == "onnx-cuda" and session.get_providers()[0] != CUDA:
         raise ModelUnavailable("onnx-cuda needs onnxruntime-gpu with a working CUDA setup "
@@ -117,5 +120,5 @@ def load_onnx_encoder(folder: Path, spec: EncoderSpec, *, tokenizer=None, backen
     from hhg_mlx.models.folder import load_tokenizer
 
     path = onnx_model(Path(folder), precision)
-    return ONNXEncoder(make_session(path, backend, threads), tokenizer or load_tokenizer(folder), spec,
+    return ONNXEncoder(make_session(path, backend, threads, precision), tokenizer or load_tokenizer(folder), spec,
                        backend, precision)
