@@ -6,15 +6,19 @@ and ONNX Runtime (`fallback/onnx_encoder.py`).
 On Linux, MLX runs on the CPU, where float16/bfloat16 and quantised matmuls bypass BLAS and
 are 12-33x slower than float32: the default float32 is the fast choice there; the other dtypes
 and `quantize` work everywhere (for accuracy checks, or Apple silicon where they pay off).
+
+`choose_encoder` names a backend and precision once (an index stores it, so its queries are
+embedded like its documents); `EncoderChoice.load_args()` turns it into `load_encoder` keywords.
 """
 from __future__ import annotations
 
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .encoder import Encoder
-from .errors import UnsupportedModel
+from .errors import ModelUnavailable, UnsupportedModel
 from .models import registry
 from .models.folder import encoder_spec, load_tokenizer, model_architecture, read_settings
 from .models.hub import resolve_model
@@ -23,23 +27,93 @@ BACKENDS = ("auto", "mlx", "onnx", "onnx-cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 QWEN_ARCHITECTURES = ("qwen2", "qwen3")
 ONNX_ARCHITECTURES = ("jinabert", "bert")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit")
+# What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's dynamic int8 (CPU).
+BACKEND_PRECISIONS = {"mlx": ("fp32", "fp16", "bf16", "8bit", "4bit"), "onnx": ("fp32", "fp16", "int8"),
+                      "onnx-cuda": ("fp32", "fp16")}
+_LOAD_ARGS = {"fp32": ("float32", None), "fp16": ("float16", None), "bf16": ("bfloat16", None),
+              "int8": ("float32", 8), "8bit": ("float32", 8), "4bit": ("float32", 4)}
 
 
-def choose_backend(requested: str, architecture: str, folder: Path) -> str:
+def choose_backend(requested: str, architecture: str, folder: Path | None) -> str:
     """The concrete backend for `requested`. "auto": MLX on Apple silicon (Metal), for
     architectures without an ONNX export (Qwen) and for MLX-quantised folders; ONNX Runtime on
     CUDA where onnxruntime-gpu runs on a GPU; otherwise ONNX Runtime on the CPU (2-3x MLX-CPU's
-    speed there, DESIGN.md)."""
+    speed there, DESIGN.md). `folder` None: a model not downloaded yet (its registry entry)."""
     if requested not in BACKENDS:
         raise UnsupportedModel(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
     if requested != "auto":
         return requested
     if architecture not in ONNX_ARCHITECTURES or (sys.platform == "darwin" and platform.machine() == "arm64"):
         return "mlx"
-    if read_settings(folder).config.get("quantization") and not any(folder.glob("model*.onnx")):
+    if folder is not None and _quantized_bits(folder) and not any(folder.glob("model*.onnx")):
         return "mlx"            # MLX-quantised converted folder: ONNX Runtime cannot run those weights
     from fallback.onnx_encoder import cuda_usable
     return "onnx-cuda" if cuda_usable() else "onnx"
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """A concrete backend and the precision it computes in, e.g. onnx (int8)."""
+
+    backend: str
+    precision: str
+
+    def __str__(self) -> str:
+        return f"{self.backend} ({self.precision})"
+
+    def load_args(self) -> dict:
+        """`load_encoder` keywords that load exactly this choice."""
+        dtype, quantize = _LOAD_ARGS[self.precision]
+        return {"backend": self.backend, "dtype": dtype, "quantize": quantize}
+
+
+def resolve_choice(backend: str, precision: str, architecture: str, folder: Path | None = None) -> EncoderChoice:
+    """`backend` and `precision` ("auto" or a name) made concrete for a model. Auto precision is the
+    fastest: int8 on the CPU, fp16 on CUDA, fp32 (or the folder's own quantisation) on MLX. A precision
+    only one backend has (bf16, 8bit, 4bit: MLX; int8: ONNX on the CPU) picks that backend under auto.
+    Raises `UnsupportedModel` for unknown names and combinations that cannot run."""
+    if precision not in PRECISIONS:
+        raise UnsupportedModel(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if backend == "auto" and precision != "auto":
+        owners = [b for b, names in BACKEND_PRECISIONS.items() if precision in names]
+        backend = owners[0] if len(owners) == 1 else backend
+    backend = choose_backend(backend, architecture, folder)
+    if backend != "mlx" and architecture not in ONNX_ARCHITECTURES:
+        raise UnsupportedModel(f"{architecture} models run on the MLX backend only, not {backend}")
+    bits = _quantized_bits(folder) if backend == "mlx" and folder is not None else None
+    if precision == "auto":
+        if backend == "mlx":
+            precision = f"{bits}bit" if bits else "fp32"
+        else:
+            from fallback.onnx_encoder import onnx_precision
+            precision = onnx_precision(backend, fastest=True)
+    if precision not in BACKEND_PRECISIONS[backend]:
+        raise UnsupportedModel(f"backend {backend} does not run {precision} "
+                               f"(it runs {', '.join(BACKEND_PRECISIONS[backend])})")
+    if bits and precision != f"{bits}bit":
+        raise UnsupportedModel(f"{folder} holds {bits}-bit MLX weights: precision {bits}bit, not {precision}")
+    return EncoderChoice(backend, precision)
+
+
+def choose_encoder(model: str, backend: str = "auto", precision: str = "auto", *,
+                   download: bool = False) -> EncoderChoice:
+    """`resolve_choice` for a model name (registry id, Hugging Face repo id or local folder); a registry
+    model that is not installed (and not downloaded) is judged by its registry entry."""
+    info = registry.get(model)
+    try:
+        folder = resolve_model(model, download=download)
+    except ModelUnavailable:
+        if info is None:
+            raise
+        return resolve_choice(backend, precision, info.architecture)
+    return resolve_choice(backend, precision, model_architecture(read_settings(folder), info), folder)
+
+
+def _quantized_bits(folder: Path) -> int | None:
+    """The weight bits of an MLX-quantised converted folder, None for full-precision weights."""
+    quantization = read_settings(folder).config.get("quantization")
+    return int(quantization["bits"]) if isinstance(quantization, dict) and quantization.get("bits") else None
 
 
 def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None,
@@ -58,14 +132,14 @@ def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quan
     settings = read_settings(folder)
     architecture = model_architecture(settings, info)
     chosen = choose_backend(backend, architecture, folder)
+    model_id = model if info or not Path(model).expanduser().is_dir() else str(folder)
     if architecture in QWEN_ARCHITECTURES:
         if chosen != "mlx":
             raise UnsupportedModel(f"{model}: {architecture} models run on the MLX backend only")
         from .models.qwen import load_qwen_encoder
-        return load_qwen_encoder(folder, info, dtype, quantize, dim, task)
+        return load_qwen_encoder(folder, info, dtype, quantize, dim, task, model_id=model_id, max_length=max_length)
 
     tokenizer = load_tokenizer(folder)
-    model_id = model if info or not Path(model).expanduser().is_dir() else str(folder)
     spec = encoder_spec(folder, model_id, info, tokenizer, dim=dim, max_length=max_length, settings=settings)
     if chosen == "mlx":
         from .models.mlx_encoder import load_mlx_encoder

@@ -151,9 +151,20 @@ def test_qwen_folders_go_to_the_qwen_loader(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen3", "hidden_size": 64}))
     calls = []
-    monkeypatch.setattr(qwen, "load_qwen_encoder", lambda *args: calls.append(args) or "encoder")
-    assert load_encoder(str(folder), dtype="bfloat16", dim=32, task="nl2code") == "encoder"
-    assert calls == [(folder.resolve(), None, "bfloat16", None, 32, "nl2code")]
+    monkeypatch.setattr(qwen, "load_qwen_encoder", lambda *args, **kwargs: calls.append((args, kwargs)) or "encoder")
+    assert load_encoder(str(folder), dtype="bfloat16", dim=32, task="nl2code", max_length=64) == "encoder"
+    assert calls == [((folder.resolve(), None, "bfloat16", None, 32, "nl2code"),
+                      {"model_id": str(folder.resolve()), "max_length": 64})]
+
+
+def test_qwen_repo_outside_the_registry_keeps_its_id_and_length(hf_cache, tmp_path):
+    """A hub repo id is the model id (not the snapshot folder's commit hash); `max_length` caps Qwen too."""
+    from qwen_fixtures import make_qwen
+
+    hf_cache("someone/tiny-qwen-embed", make_qwen(tmp_path / "qwen", append_eos=True))
+    encoder = load_encoder("someone/tiny-qwen-embed", download=False, max_length=6)
+    assert (encoder.model_id, encoder.max_length) == ("someone/tiny-qwen-embed", 6)
+    assert max(len(ids) for ids in encoder.tokenize(["def retry_failed_uploads(queue): pass " * 4, "x"])) == 6
 
 
 def test_importing_the_loader_stays_light():
