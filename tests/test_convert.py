@@ -91,6 +91,28 @@ def test_quantised_minilm(tmp_path, minilm, minilm_vectors, bits, min_cosine, to
     assert np.mean(overlap) >= top3
 
 
+def test_quantised_folder_is_dequantised_for_float32_on_the_cpu(tmp_path):
+    """MLX-CPU quantised matmuls bypass BLAS: the default float32 load dequantises (same values), while an
+    explicit `quantize` or half-precision dtype keeps the weights quantised (the rule Qwen folders follow too)."""
+    from hhg_mlx.errors import UnsupportedModel
+    from hhg_mlx.mlx_runtime import nn
+
+    def quantised_layers(encoder) -> int:
+        return sum(isinstance(m, nn.QuantizedLinear) for _, m in encoder.model.named_modules())
+
+    out = tmp_path / "bert-8bit"
+    src = make_bert(tmp_path / "src", hidden=64, heads=4, intermediate=128)
+    assert convert(src, out, "--quantize", 8, "--group-size", 32) == 0
+    dequantised = load_encoder(str(out), backend="mlx")
+    kept = load_encoder(str(out), backend="mlx", quantize=8)
+    assert quantised_layers(dequantised) == 0
+    assert quantised_layers(kept) == 2 * 6 and quantised_layers(load_encoder(str(out), backend="mlx", dtype="float16"))
+    got, want = dequantised.embed_documents(CORPUS), kept.embed_documents(CORPUS)
+    assert cosines(got, want).min() >= 0.999
+    with pytest.raises(UnsupportedModel, match="quantised to 8-bit; convert the original model to get 4-bit"):
+        load_encoder(str(out), backend="mlx", quantize=4)
+
+
 def test_onnx_int8_file_in_converted_folder(tmp_path, minilm, minilm_vectors):
     out = tmp_path / "minilm"
     assert convert(minilm, out, "--onnx-int8") == 0

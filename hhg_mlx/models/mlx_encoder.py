@@ -80,15 +80,36 @@ def quantize(model: nn.Module, bits: int, group_size: int = GROUP_SIZE) -> None:
                 class_predicate=lambda _, m: isinstance(m, nn.Linear) and m.weight.shape[-1] % group_size == 0)
 
 
+def keep_or_dequantize(model: nn.Module, stored_bits: int | None, dtype: str, quantize_bits: int | None,
+                       folder: Path) -> None:
+    """The rule for a folder stored quantised (`stored_bits`), for every MLX model: MLX-CPU quantised
+    matmuls bypass BLAS (12-33x slower than float32), so on the CPU (Linux) a load in the default
+    float32 without `quantize_bits` dequantises the weights (same values, BLAS speed). An explicit
+    `quantize_bits` (which must match) or half-precision `dtype` keeps them quantised, as does a GPU
+    (Metal on Apple silicon), where quantised weights pay off."""
+    if not stored_bits:
+        return
+    if quantize_bits and quantize_bits != stored_bits:
+        raise UnsupportedModel(f"{folder} is quantised to {stored_bits}-bit; convert the original model "
+                               f"to get {quantize_bits}-bit")
+    if quantize_bits is None and dtype == "float32" and mx.default_device() == mx.cpu:
+        from mlx_lm.utils import dequantize_model      # imported here: mlx-lm loads transformers (~1 s)
+
+        dequantize_model(model)
+
+
 def load_mlx_encoder(folder: Path, spec: EncoderSpec, architecture: str, config: dict, tokenizer,
                      dtype: str = "float32", quantize_bits: int | None = None) -> MLXEncoder:
-    """An `MLXEncoder` computing in `dtype`, optionally with `quantize_bits` weight quantisation."""
+    """An `MLXEncoder` computing in `dtype`, optionally with `quantize_bits` weight quantisation;
+    a quantised folder is kept quantised or dequantised by `keep_or_dequantize`."""
     if dtype not in DTYPES:
         raise UnsupportedModel(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     model = build_model(architecture, config, load_weights(folder))
     model.set_dtype(DTYPES[dtype])
-    if quantize_bits and not config.get("quantization"):
+    stored = (config.get("quantization") or {}).get("bits")
+    if quantize_bits and not stored:
         quantize(model, quantize_bits)
+    keep_or_dequantize(model, stored, dtype, quantize_bits, folder)
     model.eval()
     mx.eval(model.parameters())
     return MLXEncoder(model, tokenizer, spec)

@@ -15,17 +15,17 @@ import numpy as np
 from hhg_mlx.mlx_runtime import mx, nn
 
 from mlx_lm.models import qwen2, qwen3  # noqa: E402  (after the OpenBLAS preload)
-from mlx_lm.utils import dequantize_model, load_model  # noqa: E402
+from mlx_lm.utils import load_model  # noqa: E402
 
 from ..encoder import EncoderSpec, TextEncoder, last_attended
 from ..errors import ModelUnavailable, UnsupportedModel
 from . import registry
 from .folder import encoder_spec, load_tokenizer, read_json, read_settings
+from .mlx_encoder import DTYPES, keep_or_dequantize
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 DEFAULT_TASK = "nl2code"
 TASK_PREFIXES = {  # jina-code-embeddings (query prefix, document prefix); MODELS.md §3
     "nl2code": ("Find the most relevant code snippet given the following query:\n", "Candidate code snippet:\n"),
@@ -200,7 +200,7 @@ def load_qwen_encoder(folder: Path, info: registry.ModelInfo | None = None, dtyp
     """A `QwenEncoder` for an HF or converted folder. Weights are cast to `dtype` (float32 is the
     fast choice on Linux CPU, where MLX's half-precision and quantised matmuls bypass BLAS);
     `quantize` (8/4 bits) quantises at load unless the folder is quantised already; a quantised
-    folder loaded for float32 on the CPU is dequantised (same values, BLAS speed). Length, dims,
+    folder is kept quantised or dequantised by `mlx_encoder.keep_or_dequantize`. Length, dims,
     pad id and the default prompts come from `folder.encoder_spec` (`model_id` defaults to the
     registry id or the folder's name, `max_length` caps tokens per text); `task` picks the prompts.
     A converted folder whose hhg.json names a registry model gets that entry's settings."""
@@ -210,13 +210,9 @@ def load_qwen_encoder(folder: Path, info: registry.ModelInfo | None = None, dtyp
     model, config = load_model_folder(folder)
     model.set_dtype(DTYPES[dtype])
     stored = config.get("quantization", {}).get("bits")
-    if quantize and stored and quantize != stored:
-        raise UnsupportedModel(f"{folder} is quantised to {stored}-bit; convert the original model "
-                               f"to get {quantize}-bit")
     if quantize and not stored:
         quantize_weights(model, config, quantize, group_size)
-    elif stored and dtype == "float32" and mx.default_device() == mx.cpu:
-        dequantize_model(model)          # a storage format here: MLX-CPU quantised matmuls are ~20x slower
+    keep_or_dequantize(model, stored, dtype, quantize, folder)
     mx.eval(model.parameters())
 
     settings = read_settings(folder)
