@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hhg_mlx.errors import UnsupportedModel
+from hhg_mlx.models.alibi import alibi_slopes
 
 OPSET = 17
 MS = "com.microsoft"
@@ -48,16 +49,6 @@ def layer_variant(weights: Mapping[str, np.ndarray]) -> str:
         if key in weights:
             return variant
     raise UnsupportedModel("ONNX export supports JinaBERT v2 (qk-post-norm, base-en) and BERT checkpoints only")
-
-
-def alibi_slopes(heads: int) -> np.ndarray:
-    """ALiBi head slopes (Press et al.), including the interleaving for non-power-of-two counts."""
-    def power_of_two(n: int) -> list[float]:
-        return [2.0 ** (-8.0 * (k + 1) / n) for k in range(n)]
-
-    p = 2 ** int(np.floor(np.log2(heads)))
-    slopes = power_of_two(p) + power_of_two(2 * p)[0::2][: heads - p]
-    return np.array(slopes, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -188,7 +179,7 @@ def _alibi_bias(g: _Graph, seq: str) -> str:
     rows = g.op("Unsqueeze", positions, g.const(np.array([1], np.int64)))
     cols = g.op("Unsqueeze", positions, g.const(np.array([0], np.int64)))
     distance = g.op("Cast", g.op("Abs", g.op("Sub", rows, cols)), to=_ONNX_FLOAT[g.dtype])
-    slopes = -alibi_slopes(g.dims.heads).reshape(1, -1, 1, 1)
+    slopes = -np.array(alibi_slopes(g.dims.heads)).reshape(1, -1, 1, 1)
     return g.op("Mul", distance, g.const(slopes.astype(g.dtype)))
 
 

@@ -1,6 +1,9 @@
 """MLX JinaBERT / BERT against the independent float64 NumPy reference, on random checkpoints."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from hhg_mlx.errors import UnsupportedModel
 from hhg_mlx.loader import load_encoder
 from hhg_mlx.mlx_runtime import mx, nn
 from hhg_mlx.models import jinabert
+from hhg_mlx.models.alibi import alibi_slopes
 from hhg_mlx.models.bert import sanitize
 
 FP32_TOL = 1e-5
@@ -90,9 +94,16 @@ def test_tolerance_catches_power_of_two_alibi_rule(make_checkpoint, monkeypatch)
 def test_alibi_slopes_follow_press_et_al():
     published_12 = [2 ** -1, 2 ** -2, 2 ** -3, 2 ** -4, 2 ** -5, 2 ** -6, 2 ** -7, 2 ** -8,
                     2 ** -0.5, 2 ** -1.5, 2 ** -2.5, 2 ** -3.5]           # MODELS.md §1
-    assert jinabert.alibi_slopes(12) == pytest.approx(published_12)
-    assert jinabert.alibi_slopes(8) == pytest.approx([2.0 ** -(k + 1) for k in range(8)])
-    assert jinabert.alibi_slopes(6) == pytest.approx([2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3])
+    assert alibi_slopes(12) == pytest.approx(published_12)
+    assert alibi_slopes(8) == pytest.approx([2.0 ** -(k + 1) for k in range(8)])
+    assert alibi_slopes(6) == pytest.approx([2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3])
+
+
+def test_onnx_graph_builder_shares_the_slopes_without_importing_mlx():
+    code = ("import sys, convert.onnx_graph as g, hhg_mlx.models.alibi as a; "
+            "print(g.alibi_slopes is a.alibi_slopes, 'mlx.core' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
 
 
 def test_tokenizers_and_pad_ids(make_checkpoint):

@@ -8,13 +8,13 @@ padding mask as one additive attention bias, exact-erf GELU in a GLU feed-forwar
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Iterable
 
 from ..errors import UnsupportedModel
 from ..mlx_runtime import mx, nn
 from . import bert
+from .alibi import alibi_slopes
 from .bert import Attention, Encoder
 
 QK_POST_NORM = "qk-post-norm"
@@ -42,15 +42,6 @@ def detect_variant(config: dict, weight_names: Iterable[str] = ()) -> str:
             return BASE_EN
     raise UnsupportedModel("config.json and weights do not match a known JinaBERT variant "
                            "(expected jina-bert-v2-qk-post-norm or jina-bert-implementation)")
-
-
-def alibi_slopes(heads: int) -> list[float]:
-    """ALiBi slopes (Press et al.); for a non-power-of-two head count, the slopes of the power of
-    two below it followed by every other slope of the power of two above it."""
-    def geometric(n: int) -> list[float]:
-        return [2.0 ** (-8.0 * (k + 1) / n) for k in range(n)]
-    below = 2 ** int(math.log2(heads))
-    return geometric(below) + geometric(2 * below)[0::2][: heads - below]
 
 
 def attention_bias(attention_mask: mx.array, heads: int, dtype: mx.Dtype) -> mx.array:
