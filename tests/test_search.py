@@ -120,6 +120,26 @@ def test_filters_apply_before_the_top_k_cut(crowded, filters, mode, monkeypatch)
     assert len(hits) == 5 and all(h.file.startswith("src/w") for h in hits)
 
 
+@pytest.mark.parametrize("filters", [Filters(types=("py",)), Filters(code_only=True)])
+def test_filters_use_the_language_a_file_is_parsed_as(tmp_path, filters):
+    """An extension-less script is Python by its `#!` line; `-t py` and `--code-only` must see it so."""
+    root = make_repo(tmp_path / "repo", {
+        "bin/deploy": "#!/usr/bin/env python3\ndef deploy_gizmo(target):\n    return target.gizmo\n",
+        "notes/gizmo": "gizmo gizmo gizmo: how the gizmo is deployed\n"}, fillers=2)
+    with Index.build(root) as idx:
+        assert {h.file for h in idx.search("gizmo", mode="keyword")} == {"bin/deploy", "notes/gizmo"}
+        hits = idx.search("gizmo", filters=filters, mode="keyword")
+    assert [(h.file, h.name, h.language) for h in hits] == [("bin/deploy", "deploy_gizmo", "python")]
+
+
+def test_c_headers_with_cpp_syntax_are_cpp_to_filters(tmp_path):
+    root = make_repo(tmp_path / "repo", {"include/gizmo.h": "namespace hw {\nclass Gizmo {\npublic:\n  int spin();\n};\n}\n",
+                                         "src/gizmo.c": "int gizmo_spin(void) { return 1; }\n"}, fillers=1)
+    with Index.build(root) as idx:
+        assert {h.file for h in idx.search("gizmo", filters=Filters(types=("cpp",)), mode="keyword")} == {"include/gizmo.h"}
+        assert {h.file for h in idx.search("gizmo", filters=Filters(types=("c",)), mode="keyword")} == {"src/gizmo.c"}
+
+
 def test_filters_can_exclude_everything(crowded):
     assert crowded.search("widget", filters=Filters(types=("go",))) == []
     assert crowded.search("widget", filters=Filters(paths=("nowhere",))) == []

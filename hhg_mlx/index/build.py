@@ -84,8 +84,8 @@ def scan(root: Path, known: dict[str, FileRow]) -> Plan:
 
 def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
     """Hash a changed file; when its content really changed, decode, extract and prepare its blocks
-    (the file is read once)."""
-    from .extract import decode_source, extract
+    (the file is read once). The language kept is the one the file is parsed as (`file_language`)."""
+    from .extract import decode_source, extract, file_language
     from .languages import language_for
 
     try:
@@ -104,6 +104,7 @@ def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
     text, reason = decode_source(data, os.path.basename(path))
     if text is None:
         return Outcome(path, h, reason or "unreadable", language)
+    language = file_language(path, text)
     try:
         blocks = extract(path, text)
     except Exception:  # a parser bug must not stop the build; the file is counted as skipped

@@ -95,14 +95,22 @@ def _decode(data: bytes) -> str | None:
 
 # --- entry point --------------------------------------------------------------------------------------------------
 
-def extract(path: str, text: str) -> list[Block]:
-    """Blocks of one file, in line order; `path` is root-relative POSIX and picks the language."""
+def file_language(path: str, text: str) -> str:
+    """The language a file is parsed as: `language_for(path)`, except that an extension-less script takes
+    its language from the `#!` line and a `.h` header with C++ syntax is C++."""
     language = language_for(path) or "text"
+    if language == "text" and text.startswith("#!"):
+        return _shebang_language(text.split("\n", 1)[0]) or language
+    if language == "c" and path.endswith(".h") and _CPP_HEADER.search(text):
+        return "cpp"
+    return language
+
+
+def extract(path: str, text: str) -> list[Block]:
+    """Blocks of one file, in line order; `path` is root-relative POSIX and, with the content, picks the
+    language (`file_language`)."""
+    language = file_language(path, text)
     lines = text.split("\n")
-    if language == "text" and lines[0].startswith("#!"):
-        language = _shebang_language(lines[0]) or language
-    elif language == "c" and path.endswith(".h") and _CPP_HEADER.search(text):
-        language = "cpp"
     spans: list[tuple[int, int, str, str, str]]   # (start, end, kind, name, doc), 1-based inclusive
     if language in _GRAMMARS:
         spans = _code_spans(language, text, lines)

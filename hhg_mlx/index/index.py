@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -280,6 +279,8 @@ def find_indexes(path: str | Path) -> list[Path]:
 
 def clean(path: str | Path, recursive: bool = False) -> list[Path]:
     """Remove the `.hhg` directory of `path` (with `recursive`, every one below it); returns what went."""
+    import shutil
+
     targets = find_indexes(path) if recursive else [Path(path) / INDEX_DIR]
     removed = []
     for target in targets:

@@ -21,11 +21,10 @@ Skipped files are counted by reason: "binary", "data", "lockfile", "minified" (b
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
-import subprocess
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,11 +62,11 @@ def walk(root: Path, max_file_bytes: int = 2_000_000) -> WalkResult:
     root = Path(root)
     skipped: Counter[str] = Counter()
     files: list[FileEntry] = []
-    paths = _git_paths(root)
+    paths = _git_paths(root) if _has_git_dir(root) else None
     if paths:
         base = str(root)
         for rel in _filter_git_paths(root, paths, skipped):
-            _add_file(f"{base}/{rel}", rel, max_file_bytes, files, skipped)
+            _add_file(f"{base}/{rel}", rel, rel.rpartition("/")[2], max_file_bytes, files, skipped)
     else:
         _scan(root, max_file_bytes, files, skipped)
     files.sort(key=lambda f: f.path)
@@ -78,9 +77,13 @@ def _excluded_dir(name: str) -> bool:
     return name in EXCLUDED_DIRS or name.endswith(".egg-info")
 
 
-def _add_file(path: str, rel: str, max_bytes: int, files: list[FileEntry], skipped: Counter[str]) -> None:
-    """Stat one candidate file and either keep it or count why not."""
-    reason = skip_reason_for_name(posixpath.basename(rel))
+# Base names repeat across a tree (`django.po` in every locale folder): their verdicts are cached.
+_skip_reason = lru_cache(maxsize=8192)(skip_reason_for_name)
+
+
+def _add_file(path: str, rel: str, name: str, max_bytes: int, files: list[FileEntry], skipped: Counter[str]) -> None:
+    """Stat one candidate file (base name `name`) and either keep it or count why not."""
+    reason = _skip_reason(name)
     if reason is None:
         try:
             st = os.stat(path)
@@ -138,8 +141,17 @@ def _ignored(ignores: Ignores, rel: str, is_dir: bool) -> bool:
 
 # --- inside git ---------------------------------------------------------------------------------------------------
 
+def _has_git_dir(root: Path) -> bool:
+    """Whether `root` or a folder above it holds a `.git`. Without one git finds no repository (its
+    location variables are unset for it), so it is not started at all."""
+    root = root.resolve()   # git looks upwards from the physical folder
+    return any(os.path.lexists(os.path.join(folder, ".git")) for folder in (root, *root.parents))
+
+
 def _git_paths(root: Path) -> list[str] | None:
     """Tracked and untracked-but-not-ignored files below `root`, relative to it; None outside a git work tree."""
+    import subprocess   # only inside a work tree: keeps the search path light
+
     env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}   # e.g. set inside git hooks
     try:
         proc = subprocess.run(
@@ -150,13 +162,14 @@ def _git_paths(root: Path) -> list[str] | None:
     if proc.returncode != 0:
         return None
     # Unmerged files are listed once per stage; nested repositories as "name/".
-    return sorted({os.fsdecode(p) for p in proc.stdout.split(b"\0") if p and not p.endswith(b"/")})
+    return sorted({p for p in os.fsdecode(proc.stdout).split("\0") if p and not p.endswith("/")})
 
 
 def _filter_git_paths(root: Path, paths: list[str], skipped: Counter[str]) -> list[str]:
     """Drop excluded folders and `.hhgignore` matches from git's list (folder verdicts computed once each)."""
-    markers = {posixpath.dirname(p) for p in paths if posixpath.basename(p) in MARKER_FILES}
-    specs = [(posixpath.dirname(p), p) for p in paths if posixpath.basename(p) == ".hhgignore"]
+    split = [p.rpartition("/") for p in paths]   # (folder, "/", name)
+    markers = {folder for folder, _, name in split if name in MARKER_FILES}
+    specs = [(folder, p) for (folder, _, name), p in zip(split, paths) if name == ".hhgignore"]
     if (root / ".hhgignore").is_file() and ("", ".hhgignore") not in specs:
         specs.append(("", ".hhgignore"))   # honoured even when .gitignore hides it from git's list
     ignores: Ignores = tuple(sorted(
@@ -174,8 +187,8 @@ def _filter_git_paths(root: Path, paths: list[str], skipped: Counter[str]) -> li
             dropped[folder] = verdict or name in SILENT_DIRS or bool(ignores) and _ignored(ignores, folder, True)
         return dropped[folder]
 
-    kept = [rel for rel in paths
-            if not drop(posixpath.dirname(rel)) and not (ignores and _ignored(ignores, rel, False))]
+    kept = [rel for (folder, _, _), rel in zip(split, paths)
+            if not drop(folder) and not (ignores and _ignored(ignores, rel, False))]
     if excluded:
         skipped["excluded-dir"] += len(excluded)
     return kept
@@ -201,19 +214,20 @@ def _scan(root: Path, max_bytes: int, files: list[FileEntry], skipped: Counter[s
         for name in IGNORE_FILES:
             if name in names and (spec := _read_spec(os.path.join(abs_dir, name))) is not None:
                 ignores = (*ignores, (rel_dir, spec))
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        for entry in entries:   # the hot loop of every search's stale check: no work that is not needed
+            name = entry.name
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 skipped["unreadable"] += 1
                 continue
             if is_dir:
-                if entry.name in SILENT_DIRS or _ignored(ignores, rel, True):
+                if name in SILENT_DIRS or ignores and _ignored(ignores, prefix + name, True):
                     continue   # as in git mode, an ignored folder is not counted
-                if _excluded_dir(entry.name):
+                if _excluded_dir(name):
                     skipped["excluded-dir"] += 1
                 else:
-                    stack.append((rel, entry.path, ignores))
-            elif not _ignored(ignores, rel, False):
-                _add_file(entry.path, rel, max_bytes, files, skipped)
+                    stack.append((prefix + name, entry.path, ignores))
+            elif not (ignores and _ignored(ignores, prefix + name, False)):
+                _add_file(entry.path, prefix + name, name, max_bytes, files, skipped)
