@@ -106,6 +106,12 @@ def _model_options(group, prefix: str) -> None:
     group.add_argument("--accept-license", action="store_true",
                        help=prefix + "accept the model's licence (needed once for opt-in models)")
     group.add_argument("--task", metavar="TASK", help=prefix + "task prompt for models that have several (nl2code, code2code, ...)")
+    group.add_argument("--backend", choices=("auto", "mlx", "onnx", "onnx-cuda"),
+                       help=prefix + "encoder backend (default: keep the index's, else auto: MLX on Apple silicon, "
+                       "ONNX Runtime on CUDA when usable, else on the CPU)")
+    group.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit"),
+                       help=prefix + "what the encoder computes in (default: keep the index's, else auto: int8 on "
+                       "the CPU, fp16 on CUDA, fp32 on MLX); int8 is ONNX Runtime's, bf16/8bit/4bit are MLX's")
 
 
 def _path_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -207,7 +213,8 @@ def _progress(quiet: bool):
 
 def _build_kwargs(args: argparse.Namespace) -> dict:
     """`Index.build` keywords from the model options."""
-    return {"model": args.model, "accept_license": args.accept_license, "task": args.task}
+    return {"model": args.model, "accept_license": args.accept_license, "task": args.task,
+            "backend": args.backend, "precision": args.precision}
 
 
 def open_index(start: Path, args: argparse.Namespace):
@@ -322,7 +329,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.quiet:
         for notice in notices:
             eprint(notice)
-        model = status["model"] or "keyword only"
+        model = f"{status['model']} on {status['backend']}" if status["model"] else "keyword only"
         print(f"{folder}: {status['files']:,} files, {status['blocks']:,} blocks ({model}); {stats.added:,} new, "
               f"{stats.modified:,} changed, {stats.deleted:,} deleted in {stats.seconds:.1f} s")
     return 0

@@ -99,7 +99,7 @@ class StatusBar(Static):
         if info:
             model = _short_model(info.get("model")) or "no model"
             backend = info.get("backend")
-            parts.append(f"{model} ({backend})" if backend else model)
+            parts.append(f"{model} on {backend}" if backend else model)     # e.g. minilm on onnx (int8)
             parts.append(f"{info.get('blocks', 0):,} blocks")
             stale = _stale_count(info)
             parts.append(f"{stale:,} stale" if stale else "up to date")

@@ -65,10 +65,14 @@ class Index:
     @classmethod
     def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
               progress: BuildProgress | None = None, encoder: Encoder | None = None,
-              accept_license: bool = False, task: str | None = None) -> "Index":
+              accept_license: bool = False, task: str | None = None, backend: str | None = None,
+              precision: str | None = None) -> "Index":
         """Create the index or bring it up to date. `model=None` keeps the index's model, else uses the
         default model when it is installed locally, else builds keyword-only. `force` starts afresh.
-        `task` picks the prompt pair of models that have several; it is kept with the model."""
+        `task` picks the prompt pair of models that have several; it is kept with the model.
+        `backend` ("auto", "mlx", "onnx", "onnx-cuda") and `precision` ("auto", "fp32", "fp16", "bf16",
+        "int8", "8bit", "4bit") are resolved once and kept too, so queries are embedded like documents;
+        both None: keep the index's choice for its model, else auto."""
         root = _directory(root)
         with BuildLock(root, LOCK_WAIT_S):
             if force:
@@ -76,7 +80,7 @@ class Index:
             store = Store.open(root, create=True)
             idx = cls(root, store, encoder)
             with store.closed_on_error(root):
-                idx._choose_model(model, accept_license, task)
+                idx._choose_model(model, accept_license, task, backend, precision)
                 idx.last_stats = idx._run(progress)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
@@ -97,21 +101,38 @@ class Index:
         finally:
             self._writes += 1
 
-    def _choose_model(self, model: str | None, accept_license: bool, task: str | None) -> None:
-        """Record in meta the model (and task) this build embeds with; none: keyword-only."""
+    def _choose_model(self, model: str | None, accept_license: bool, task: str | None, backend: str | None,
+                      precision: str | None) -> None:
+        """Record in meta the model (and task), backend and precision this build embeds with;
+        none: keyword-only."""
         meta = self._store.meta()
+        asked = backend is not None or precision is not None
         if self._encoder is not None:
             chosen = self._encoder.model_id
-        elif model is not None:
-            chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
-            _check_license(chosen, accept_license)
-            self._encoder = _load_encoder(chosen, download=True, task=task)
+            choice = {"backend": getattr(self._encoder, "backend", ""),
+                      "precision": getattr(self._encoder, "precision", "")}
         else:
-            chosen = meta.get("model") or _installed_default_model()
-            task = task or (meta.get("task") if chosen == meta.get("model") else None)
+            if model is not None:
+                chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
+                _check_license(chosen, accept_license)
+            else:
+                chosen = meta.get("model") or _installed_default_model()
+                task = task or (meta.get("task") if chosen == meta.get("model") else None)
+            choice = _stored_choice(meta) if chosen == meta.get("model") and not asked else None
+            if chosen and choice is None:
+                try:
+                    choice = _choose_encoder(chosen, backend, precision, download=model is not None)
+                except ModelUnavailable:
+                    if model is not None:
+                        raise
+                    choice = {"backend": "", "precision": ""}   # not on disk: the build notes it
+            if model is not None:
+                self._encoder = _load_encoder(chosen, download=True, task=task, choice=choice)
         if chosen:
             with self._store.transaction():
-                self._store.set_meta(model=chosen, task=task or "")
+                self._store.set_meta(model=chosen, task=task or "", **(choice or {}))
+        elif asked:
+            raise ModelUnavailable("a backend or precision needs a model: choose one with --model")
 
     def _build_encoder(self) -> Encoder | None:
         """The encoder for new windows; None (and a notice) when it cannot be loaded."""
@@ -218,7 +239,8 @@ class Index:
         model = meta.get("model")
         if self._encoder is None and self._encoder_error is None and model:
             try:
-                self._encoder = _load_encoder(model, download=False, task=meta.get("task") or None)
+                self._encoder = _load_encoder(model, download=False, task=meta.get("task") or None,
+                                              choice=_stored_choice(meta))
             except HhgError as err:
                 self._encoder_error = str(err)
         if self._injected and model and self._encoder.model_id != model:
@@ -248,11 +270,12 @@ class Index:
                 "SELECT status, COUNT(*) FROM files WHERE status != 'ok' GROUP BY status"):
             skipped[reason] = skipped.get(reason, 0) + count
         size = sum(p.stat().st_size for p in db_path(self.root).parent.iterdir() if p.is_file())
+        backend = _backend_label(meta) or getattr(self._encoder, "backend", None)     # e.g. onnx (int8)
         return {
             "root": str(self.root), "files": ok, "blocks": store.count("blocks"),
             "vectors": store.count_vectors(_vector_key(meta)), "model": meta.get("model"),
             "dim": int(meta["dim"]) if meta.get("dim") else None,
-            "backend": getattr(self._encoder, "backend", None), "schema": SCHEMA_VERSION, "size_bytes": size,
+            "backend": backend if meta.get("model") else None, "schema": SCHEMA_VERSION, "size_bytes": size,
             "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
             "stale": len(plan.changed) + len(plan.deleted), "skipped": skipped,
         }
@@ -307,19 +330,45 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-def _load_encoder(model: str, *, download: bool, task: str | None = None) -> Encoder:
+def _load_encoder(model: str, *, download: bool, task: str | None = None,
+                  choice: dict[str, str] | None = None) -> Encoder:
+    """The encoder of `model`, on the stored backend and precision `choice` (None: auto)."""
     try:
-        from ..loader import load_encoder
+        from ..loader import EncoderChoice, load_encoder
     except ImportError as err:
         raise ModelUnavailable(f"no encoder backend is available ({err})") from None
-    return load_encoder(model, download=download, task=task)
+    load_args = EncoderChoice(**choice).load_args() if choice else {}
+    return load_encoder(model, download=download, task=task, **load_args)
+
+
+def _choose_encoder(model: str, backend: str | None, precision: str | None, *, download: bool) -> dict[str, str]:
+    try:
+        from ..loader import choose_encoder
+    except ImportError as err:
+        raise ModelUnavailable(f"no encoder backend is available ({err})") from None
+    choice = choose_encoder(model, backend or "auto", precision or "auto", download=download)
+    return {"backend": choice.backend, "precision": choice.precision}
+
+
+def _stored_choice(meta: dict[str, str]) -> dict[str, str] | None:
+    """The backend and precision the index's vectors were made with, if the build recorded both."""
+    backend, precision = meta.get("backend"), meta.get("precision")
+    return {"backend": backend, "precision": precision} if backend and precision else None
+
+
+def _backend_label(meta: dict[str, str]) -> str | None:
+    """"onnx (int8)": what the index's model runs on, as the build chose it."""
+    backend, precision = meta.get("backend"), meta.get("precision")
+    return f"{backend} ({precision})" if backend and precision else backend or None
 
 
 def _vector_key(meta: dict[str, str]) -> str | None:
-    """What the index's vectors are keyed by: the model, and the task when one was chosen (another
-    task means other prompts, so other vectors)."""
-    model, task = meta.get("model"), meta.get("task")
-    return f"{model}#task={task}" if model and task else model or None
+    """What the index's vectors are keyed by: the model, the task when one was chosen (another task
+    means other prompts, so other vectors) and the precision (int8 vectors are not fp32 vectors)."""
+    model, task, precision = meta.get("model"), meta.get("task"), meta.get("precision")
+    if not model:
+        return None
+    return model + (f"#task={task}" if task else "") + (f"#precision={precision}" if precision else "")
 
 
 def _installed_default_model() -> str | None:

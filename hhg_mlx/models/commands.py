@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ..loader import choose_encoder
 from . import registry
 from .hub import is_installed, resolve_model
 
@@ -41,7 +42,8 @@ def format_list() -> str:
 
 
 def format_info(model: str) -> str:
-    """Registry fields (when known), install location, the backend `auto` picks and MLX's BLAS."""
+    """Registry fields (when known), install location, the backend and precision `auto` picks on
+    this machine, and MLX's BLAS."""
     info = registry.get(model)
     lines = []
     if info is not None:
@@ -53,18 +55,12 @@ def format_info(model: str) -> str:
     if installed:
         folder = resolve_model(model, download=False)
         lines.append(f"folder: {folder}")
-        lines.append(f"backend: {_auto_backend(folder, info)}")
-    elif info is None:
+    if installed or info is not None:
+        lines.append(f"backend: {choose_encoder(model)}")
+    else:
         lines.append(f"{model} is not in the registry (see `hhg model list`)")
     lines.append(_blas_note())
     return "\n".join(lines)
-
-
-def _auto_backend(folder, info) -> str:
-    from ..loader import choose_backend
-    from .folder import model_architecture, read_settings
-
-    return choose_backend("auto", model_architecture(read_settings(folder), info), folder)
 
 
 def _blas_note() -> str:
