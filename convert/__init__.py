@@ -6,14 +6,15 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
                          when the weights are quantised and `"torch_dtype"` set to the stored dtype
     hhg.json             {"format": 1, "architecture": "jinabert" | "bert" | "qwen2" | "qwen3",
                           "variant": "qk-post-norm" | "base-en" | null, "model_id", "pooling",
-                          "query_prefix", "document_prefix", "max_length", "matryoshka_dims",
+                          "query_prefix", "document_prefix", "max_length",
+                          "dim": default Matryoshka truncation | null, "matryoshka_dims": [...],
                           "dtype": "float32" | "float16" | "bfloat16",
                           "quantization": {"bits": 8 | 4, "group_size": 64} | null,
                           "source": {"model": SRC as given, "repo": "org/name" | null,
                                      "revision": commit | null, "sha256": {file: hex digest}},
                           "onnx": {"fp32": "model.onnx", "int8": ..., "fp16": ...}}
-                         (encoder settings only for JinaBERT/BERT; Qwen folders keep the
-                         sentence-transformers files for theirs)
+                         (pooling, prefixes and length only for JinaBERT/BERT; Qwen folders keep
+                         the sentence-transformers files for theirs)
     model.safetensors    MLX layout: checkpoint names after the model's `sanitize` (no `bert.`
                          prefix, no pooler/MLM head), as saved by `mx.save_safetensors`; quantised
                          Linear layers as `weight` (packed uint32), `scales`, `biases` (`nn.quantize`)

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     src = resolve_model(args.src, download=True)
     if out.resolve() == src:
         raise HhgError("OUT must differ from SRC")
-    settings, info = read_settings(src), registry.get(args.src)
+    settings = read_settings(src)
+    info = registry.get(args.src) or registry.get(settings.model_id or "")    # a converted folder names its source
     architecture = model_architecture(settings, info)
     if architecture not in CONVERTERS:
         raise UnsupportedModel(f"cannot convert {architecture} models (supported: {', '.join(CONVERTERS)})")
@@ -121,6 +122,9 @@ def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architectu
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
         manifest.update(_encoder_settings(given, src, info, architecture, settings))
     manifest.update({
+        # Matryoshka dims travel with the folder, so that converting it again (a local path) keeps them
+        "dim": settings.dim,
+        "matryoshka_dims": list(settings.matryoshka_dims or (info.matryoshka_dims if info else ())),
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
         "source": {"model": given, "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
@@ -145,7 +149,7 @@ def _encoder_settings(given: str, src: Path, info, architecture: str, settings) 
         variant = layer_variant(load_encoder_weights(src))
     return {"variant": variant, "pooling": spec.pooling,
             "query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix,
-            "max_length": spec.max_length, "matryoshka_dims": list(spec.matryoshka_dims)}
+            "max_length": spec.max_length}
 
 
 def _sha256(path: Path) -> str:

@@ -240,6 +240,31 @@ def test_hhg_convert_command_round_trip(tmp_path, folders):
     assert load_encoder(str(out), download=False).model_id == "jina-code-0.5b"
 
 
+@pytest.mark.parametrize("hhg_json, dims, default_dim", [
+    ({"model_id": "qwen3-0.6b"}, [32, 64, 128, 256, 512, 768, 1024], None),        # a registry model's folder
+    ({"model_id": "my-qwen", "matryoshka_dims": [16, 32, 64], "dim": 32}, [16, 32, 64], 32),   # a custom one
+], ids=["registry", "custom"])
+def test_converting_a_converted_folder_keeps_its_matryoshka_dims(tmp_path, folders, hhg_json, dims, default_dim):
+    import json
+    import shutil
+
+    from hhg_mlx.cli import main
+    from hhg_mlx.loader import load_encoder
+
+    src = shutil.copytree(folders["qwen3-like"], tmp_path / "src")
+    (src / "hhg.json").write_text(json.dumps(hhg_json))
+    first, second = tmp_path / "float32", tmp_path / "8bit"
+    assert main(["convert", "-q", str(src), str(first), "--dtype", "float32"]) == 0
+    assert main(["convert", "-q", str(first), str(second), "--quantize", "8", "--group-size", "32"]) == 0
+    for out in (first, second):
+        manifest = json.loads((out / "hhg.json").read_text())
+        assert (manifest["model_id"], manifest["matryoshka_dims"], manifest["dim"]) == \
+            (hhg_json["model_id"], dims, default_dim)
+    assert load_encoder(str(second), download=False).dim == (default_dim or 64)
+    with pytest.raises(UnsupportedModel, match="supported: " + ", ".join(map(str, dims))):
+        load_encoder(str(second), download=False, dim=48)
+
+
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
 def test_rope_theta_nested_in_rope_parameters(tmp_path, arch):
     """Configs saved by transformers >= 5 keep rope_theta under rope_parameters."""
