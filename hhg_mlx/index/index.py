@@ -127,7 +127,7 @@ class Index:
                         raise
                     choice = {"backend": "", "precision": ""}   # not on disk: the build notes it
             if model is not None:
-                self._encoder = _load_encoder(chosen, download=True, task=task, choice=choice)
+                self._encoder = _load_encoder(_encoder_args(chosen, task, choice), download=True)
         if chosen:
             with self._store.transaction():
                 self._store.set_meta(model=chosen, task=task or "", **(choice or {}))
@@ -234,13 +234,20 @@ class Index:
             self._vectors, self._vectors_key = VectorMatrix(*arrays), key
         return self._vectors
 
+    def encoder_args(self) -> dict | None:
+        """`load_encoder` keywords for the index's own model: model, task, and the backend and precision
+        its vectors were made with; None for a keyword-only index. Front ends that load the model off
+        their lock call `load_encoder(**args, download=False)`, then reopen with `encoder=`."""
+        meta = self._store.meta()
+        model = meta.get("model")
+        return _encoder_args(model, meta.get("task") or None, _stored_choice(meta)) if model else None
+
     def _query_encoder(self) -> Encoder | None:
         meta = self._store.meta()
         model = meta.get("model")
         if self._encoder is None and self._encoder_error is None and model:
             try:
-                self._encoder = _load_encoder(model, download=False, task=meta.get("task") or None,
-                                              choice=_stored_choice(meta))
+                self._encoder = _load_encoder(self.encoder_args(), download=False)
             except HhgError as err:
                 self._encoder_error = str(err)
         if self._injected and model and self._encoder.model_id != model:
@@ -330,15 +337,18 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-def _load_encoder(model: str, *, download: bool, task: str | None = None,
-                  choice: dict[str, str] | None = None) -> Encoder:
-    """The encoder of `model`, on the stored backend and precision `choice` (None: auto)."""
+def _encoder_args(model: str, task: str | None, choice: dict[str, str] | None) -> dict:
+    """`load_encoder` keywords: the model and task on the backend and precision `choice` (None: auto)."""
+    from ..loader import EncoderChoice
+    return {"model": model, "task": task, **(EncoderChoice(**choice).load_args() if choice else {})}
+
+
+def _load_encoder(args: dict, *, download: bool) -> Encoder:
     try:
-        from ..loader import EncoderChoice, load_encoder
+        from ..loader import load_encoder
     except ImportError as err:
         raise ModelUnavailable(f"no encoder backend is available ({err})") from None
-    load_args = EncoderChoice(**choice).load_args() if choice else {}
-    return load_encoder(model, download=download, task=task, **load_args)
+    return load_encoder(**args, download=download)
 
 
 def _choose_encoder(model: str, backend: str | None, precision: str | None, *, download: bool) -> dict[str, str]:
