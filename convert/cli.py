@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx-int8", action="store_true", help="also write model.int8.onnx (dynamic int8, CPU)")
     parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it is a model folder already")
+    parser.add_argument("--accept-license", action="store_true",
+                        help="accept the model's licence (needed once for opt-in models, as for `hhg build`)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -60,11 +62,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     _check_out(out, args.force)
     step(f"reading {args.src}")
+    info = registry.get(args.src)
+    _accept_license(info, args.accept_license)          # before downloading anything
     src = resolve_model(args.src, download=True)
     if out.resolve() == src:
         raise HhgError("OUT must differ from SRC")
     settings = read_settings(src)
-    info = registry.get(args.src) or registry.get(settings.model_id or "")    # a converted folder names its source
+    if info is None:                                    # a converted folder names its source
+        info = registry.get(settings.model_id or "")
+        _accept_license(info, args.accept_license)
     architecture = model_architecture(settings, info)
     if architecture not in CONVERTERS:
         raise UnsupportedModel(f"cannot convert {architecture} models (supported: {', '.join(CONVERTERS)})")
@@ -94,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(_summary(out, architecture, summary, onnx_files))
     return 0
+
+
+def _accept_license(info, accept: bool) -> None:
+    """`hhg build`'s licence gate, for a source identified as a registry model (opt-in models only)."""
+    if info is not None:
+        from hhg_mlx.license import ensure_accepted
+
+        ensure_accepted(info, accept)
 
 
 def _check_out(out: Path, force: bool) -> None:

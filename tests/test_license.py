@@ -76,3 +76,42 @@ def test_unreadable_config_is_reported_not_overwritten(config_dir):
     with pytest.raises(LicenseNotAccepted, match="cannot read .*config.json"):
         ensure_accepted(JINA, accept=True)
     assert config_path().read_text() == "{not json"
+
+
+# ---------------------------------------------------------------- hhg convert
+
+
+def convert(*argv) -> int:
+    from hhg_mlx.cli import main
+
+    return main(["convert", "-q", *map(str, argv)])
+
+
+def test_convert_of_an_opt_in_model_is_refused_before_any_download(tmp_path, config_dir, capsys):
+    assert convert("jina-code-0.5b", tmp_path / "out") == 2        # not in the (offline) cache either
+    err = capsys.readouterr().err
+    assert err.startswith("hhg: jina-code-0.5b is licensed CC-BY-NC-4.0 (non-commercial use only); run again "
+                          "with --accept-license")
+    assert not (tmp_path / "out").exists() and not config_dir.exists()
+
+
+def test_convert_gates_a_converted_folder_of_an_opt_in_model(tmp_path, config_dir, capsys):
+    """A folder whose hhg.json names jina-code-0.5b is that model; accepting once is remembered."""
+    from qwen_fixtures import make_qwen
+
+    src = make_qwen(tmp_path / "src")
+    (src / "hhg.json").write_text(json.dumps({"model_id": "jina-code-0.5b"}))
+    assert convert(src, tmp_path / "refused") == 2
+    assert "jina-code-0.5b is licensed CC-BY-NC-4.0" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    assert convert(src, tmp_path / "accepted", "--accept-license") == 0
+    assert json.loads(config_path().read_text())["accepted_licenses"] == {"jina-code-0.5b": "CC-BY-NC-4.0"}
+    assert json.loads((tmp_path / "accepted" / "hhg.json").read_text())["model_id"] == "jina-code-0.5b"
+    assert convert(src, tmp_path / "again") == 0                    # remembered
+
+
+def test_convert_of_a_folder_without_registry_identity_is_not_gated(tmp_path, config_dir):
+    from qwen_fixtures import make_qwen
+
+    assert convert(make_qwen(tmp_path / "src"), tmp_path / "out") == 0
+    assert not config_dir.exists()
