@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                         help="MLX weight dtype (default: float32 for JinaBERT/BERT, bfloat16 for Qwen)")
     parser.add_argument("--quantize", type=int, choices=(8, 4), help="quantise the MLX weights to 8 or 4 bits")
-    parser.add_argument("--group-size", type=int, default=64, metavar="N",
-                        help="weights per quantisation scale (default 64)")
+    parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
+                        help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (fp32, ONNX Runtime CPU)")
     parser.add_argument("--onnx-int8", action="store_true", help="also write model.int8.onnx (dynamic int8, CPU)")
     parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")

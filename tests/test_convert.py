@@ -160,6 +160,13 @@ def test_missing_files(tmp_path, capsys, damage, message):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))   # nothing half-written
 
 
+def test_group_sizes_mlx_cannot_quantise_are_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:          # MLX would fail deep inside quantisation
+        convert(make_bert(tmp_path / "src"), tmp_path / "out", "--quantize", 8, "--group-size", 16)
+    assert stop.value.code == 2
+    assert "--group-size: invalid choice: 16 (choose from 32, 64, 128)" in capsys.readouterr().err
+
+
 def test_missing_source(tmp_path, capsys):
     assert convert(tmp_path / "nowhere", tmp_path / "out") == 2
     assert "no such model folder" in capsys.readouterr().err
