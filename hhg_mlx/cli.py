@@ -329,7 +329,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.quiet:
         for notice in notices:
             eprint(notice)
-        model = f"{status['model']} on {status['backend']}" if status["model"] else "keyword only"
+        model = " on ".join(filter(None, (status["model"], status["backend"]))) or "keyword only"
         print(f"{folder}: {status['files']:,} files, {status['blocks']:,} blocks ({model}); {stats.added:,} new, "
               f"{stats.modified:,} changed, {stats.deleted:,} deleted in {stats.seconds:.1f} s")
     return 0
