@@ -51,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hhg_mlx.models import registry
-    from hhg_mlx.models.folder import model_architecture, read_settings
+    from hhg_mlx.models.folder import model_architecture, read_settings, registry_info
     from hhg_mlx.models.hub import resolve_model
 
     def step(message: str) -> None:
@@ -62,14 +61,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     _check_out(out, args.force)
     step(f"reading {args.src}")
-    info = registry.get(args.src)
+    info = registry_info(args.src)
     _accept_license(info, args.accept_license)          # before downloading anything
     src = resolve_model(args.src, download=True)
     if out.resolve() == src:
         raise HhgError("OUT must differ from SRC")
     settings = read_settings(src)
-    if info is None:                                    # a converted folder names its source
-        info = registry.get(settings.model_id or "")
+    if info is None:                                    # a downloaded converted folder names its source
+        info = registry_info(src)
         _accept_license(info, args.accept_license)
     architecture = model_architecture(settings, info)
     if architecture not in CONVERTERS:

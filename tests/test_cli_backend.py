@@ -1,5 +1,5 @@
-"""Backend and precision choice end to end: `hhg build --backend/--precision` → index meta → query
-embedding, `hhg status` and `hhg model info`."""
+"""Model, backend and precision choice end to end: `hhg build --model/--backend/--precision` → index
+meta → query embedding, `hhg status` and `hhg model info`; refused choices (licence included)."""
 from __future__ import annotations
 
 import importlib.util
@@ -107,6 +107,17 @@ def test_invalid_combinations_are_one_line_errors(repo, capsys, monkeypatch, bac
     monkeypatch.setattr(index_module, "_load_encoder", lambda *args, **kwargs: loaded.append(args))
     assert main(["build", str(repo), "--model", "minilm", "--backend", backend, "--precision", precision]) == 2
     assert capsys.readouterr().err == f"hhg: {message}\n" and loaded == []
+    assert not (repo / ".hhg").exists()
+
+
+def test_after_a_refused_first_build_the_next_search_builds_the_index(repo, capsys, monkeypatch):
+    monkeypatch.setattr(index_module, "_installed_default_model", lambda: None)
+    assert main(["build", str(repo), "--model", "no-such-model"]) == 2
+    assert capsys.readouterr().err.startswith("hhg: unknown model 'no-such-model'")
+    assert main(["retry uploads", str(repo), "--json", "--no-content"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"hhg: indexing {repo} (first run)")
+    assert [hit["file"] for hit in json.loads(out)][0].endswith("upload.py")
 
 
 def test_keyword_only_index_has_no_backend_and_refuses_a_precision(repo, capsys, monkeypatch):
@@ -163,3 +174,35 @@ def test_model_info_shows_the_backend_for_every_model(capsys):
     for model, backend in expected.items():
         assert main(["model", "info", model]) == 0
         assert f"\nbackend: {backend}\n" in capsys.readouterr().out
+
+
+# -- licences of opt-in models, whatever name or folder they are given by ---------------------------
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("HHG_CONFIG_DIR", str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
+def test_a_converted_folder_of_an_opt_in_model_is_gated(repo, tmp_path, config_dir, capsys):
+    """A folder whose hhg.json names jina-code-0.5b is that model: refused until accepted, then remembered."""
+    from qwen_fixtures import make_qwen
+
+    folder = make_qwen(tmp_path / "jina-4bit")
+    (folder / "hhg.json").write_text(json.dumps({"model_id": "jina-code-0.5b"}))
+    assert main(["build", str(repo), "--model", str(folder), "-q"]) == 2
+    assert capsys.readouterr().err.startswith("hhg: jina-code-0.5b is licensed CC-BY-NC-4.0 (non-commercial use "
+                                              "only); run again with --accept-license")
+    assert not (repo / ".hhg").exists() and not config_dir.exists()
+    assert main(["build", str(repo), "--model", str(folder), "--accept-license", "-q"]) == 0
+    assert json.loads((config_dir / "config.json").read_text()) == {
+        "accepted_licenses": {"jina-code-0.5b": "CC-BY-NC-4.0"}}
+    assert main(["build", str(repo), "--model", str(folder), "--force", "-q"]) == 0     # remembered
+    assert status_of(repo, capsys)["vectors"] > 0
+
+
+def test_a_plain_local_folder_is_not_gated(repo, tmp_path, config_dir, capsys):
+    from qwen_fixtures import make_qwen
+
+    assert main(["build", str(repo), "--model", str(make_qwen(tmp_path / "local")), "-q"]) == 0
+    assert status_of(repo, capsys)["vectors"] > 0 and not config_dir.exists()

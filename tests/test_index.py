@@ -6,7 +6,8 @@ import sqlite3
 import pytest
 
 from engine_fixtures import StubEncoder, contents, make_repo, write_files
-from hhg_mlx.errors import IndexCorrupt, IndexLocked, IndexNotFound, ModelUnavailable, SchemaMismatch
+from hhg_mlx.errors import (IndexCorrupt, IndexLocked, IndexNotFound, LicenseNotAccepted, ModelUnavailable,
+                            SchemaMismatch, UnsupportedModel)
 from hhg_mlx.index import build as build_module
 from hhg_mlx.index import index as index_module
 from hhg_mlx.index.index import Index, clean, find_indexes
@@ -306,6 +307,50 @@ def test_missing_directory_and_missing_index(tmp_path):
 def test_explicit_model_that_cannot_be_loaded(repo):
     with pytest.raises(ModelUnavailable):
         Index.build(repo, model=str(repo / "no-such-model"))
+
+
+REFUSED_BUILDS = [
+    ({"model": "no-such-model"}, ModelUnavailable, "unknown model 'no-such-model'"),
+    ({"precision": "fp32"}, ModelUnavailable, "a backend or precision needs a model"),
+    ({"model": "minilm", "backend": "onnx", "precision": "4bit"}, UnsupportedModel, "onnx does not run 4bit"),
+    ({"model": "jina-code-0.5b"}, LicenseNotAccepted, "jina-code-0.5b is licensed CC-BY-NC-4.0"),
+]
+
+
+@pytest.fixture
+def keyword_only(tmp_path, monkeypatch):
+    """No default model installed and a config folder of the test's own (no licence accepted)."""
+    monkeypatch.setattr(index_module, "_installed_default_model", lambda: None)
+    monkeypatch.setenv("HHG_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.mark.parametrize("options, error, message", REFUSED_BUILDS)
+def test_a_refused_first_build_leaves_nothing_behind(repo, keyword_only, options, error, message):
+    with pytest.raises(error, match=message):
+        Index.build(repo, **options)
+    assert not (repo / ".hhg").exists()               # the next search builds an index of its own
+    Index.build(repo).close()
+    assert Index.open(repo).status()["files"] == file_count(repo)
+
+
+def index_rows(root):
+    conn = sqlite3.connect(db_path(root))
+    try:
+        return (conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall(),
+                conn.execute("SELECT id, file_id, start_line, end_line, name, hash FROM blocks ORDER BY id").fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("options, error, message", REFUSED_BUILDS)
+def test_a_refused_build_leaves_the_index_untouched(repo, keyword_only, options, error, message, force):
+    Index.build(repo).close()
+    before = index_rows(repo)
+    assert before[1]
+    with pytest.raises(error, match=message):
+        Index.build(repo, force=force, **options)
+    assert index_rows(repo) == before
 
 
 def test_find_indexes_and_clean(tmp_path):

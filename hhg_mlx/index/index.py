@@ -72,15 +72,27 @@ class Index:
         `task` picks the prompt pair of models that have several; it is kept with the model.
         `backend` ("auto", "mlx", "onnx", "onnx-cuda") and `precision` ("auto", "fp32", "fp16", "bf16",
         "int8", "8bit", "4bit") are resolved once and kept too, so queries are embedded like documents;
-        both None: keep the index's choice for its model, else auto."""
+        both None: keep the index's choice for its model, else auto. A refused choice (unknown model,
+        licence, backend and precision) leaves no index behind and an existing one untouched."""
         root = _directory(root)
+        options = (model, accept_license, task, backend, precision, encoder)
+        # No index to keep a choice: choose (or fail) before creating or replacing anything on disk
+        choice = _choose_model({}, *options) if force or not db_path(root).exists() else None
         with BuildLock(root, LOCK_WAIT_S):
             if force:
                 _remove_database(root)
             store = Store.open(root, create=True)
             idx = cls(root, store, encoder)
             with store.closed_on_error(root):
-                idx._choose_model(model, accept_license, task, backend, precision)
+                meta = store.meta()
+                if choice is None or meta.get("model"):       # (or another build made one meanwhile)
+                    choice = _choose_model(meta, *options)
+                values, loaded = choice
+                if loaded is not None:
+                    idx._encoder = loaded
+                if values:
+                    with store.transaction():
+                        store.set_meta(**values)
                 idx.last_stats = idx._run(progress)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
@@ -100,39 +112,6 @@ class Index:
                        progress=progress)
         finally:
             self._writes += 1
-
-    def _choose_model(self, model: str | None, accept_license: bool, task: str | None, backend: str | None,
-                      precision: str | None) -> None:
-        """Record in meta the model (and task), backend and precision this build embeds with;
-        none: keyword-only."""
-        meta = self._store.meta()
-        asked = backend is not None or precision is not None
-        if self._encoder is not None:
-            chosen = self._encoder.model_id
-            choice = {"backend": getattr(self._encoder, "backend", ""),
-                      "precision": getattr(self._encoder, "precision", "")}
-        else:
-            if model is not None:
-                chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
-                _check_license(chosen, accept_license)
-            else:
-                chosen = meta.get("model") or _installed_default_model()
-                task = task or (meta.get("task") if chosen == meta.get("model") else None)
-            choice = _stored_choice(meta) if chosen == meta.get("model") and not asked else None
-            if chosen and choice is None:
-                try:
-                    choice = _choose_encoder(chosen, backend, precision, download=model is not None)
-                except ModelUnavailable:
-                    if model is not None:
-                        raise
-                    choice = {"backend": "", "precision": ""}   # not on disk: the build notes it
-            if model is not None:
-                self._encoder = _load_encoder(_encoder_args(chosen, task, choice), download=True)
-        if chosen:
-            with self._store.transaction():
-                self._store.set_meta(model=chosen, task=task or "", **(choice or {}))
-        elif asked:
-            raise ModelUnavailable("a backend or precision needs a model: choose one with --model")
 
     def _build_encoder(self) -> Encoder | None:
         """The encoder for new windows; None (and a notice) when it cannot be loaded."""
@@ -390,12 +369,46 @@ def _installed_default_model() -> str | None:
     return DEFAULT_MODEL if is_installed(DEFAULT_MODEL) else None
 
 
+def _choose_model(meta: dict[str, str], model: str | None, accept_license: bool, task: str | None,
+                  backend: str | None, precision: str | None,
+                  encoder: Encoder | None) -> tuple[dict[str, str], Encoder | None]:
+    """What a build on an index with `meta` embeds with: the meta values to record (model, task,
+    backend, precision; none for keyword-only) and the encoder loaded for an explicit `model`.
+    Writes nothing, so a refused choice (unknown model, licence, backend and precision) changes nothing."""
+    asked = backend is not None or precision is not None
+    loaded = None
+    if encoder is not None:
+        chosen = encoder.model_id
+        choice = {"backend": getattr(encoder, "backend", ""), "precision": getattr(encoder, "precision", "")}
+    else:
+        if model is not None:
+            chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
+            _check_license(chosen, accept_license)
+        else:
+            chosen = meta.get("model") or _installed_default_model()
+            task = task or (meta.get("task") if chosen == meta.get("model") else None)
+        choice = _stored_choice(meta) if chosen == meta.get("model") and not asked else None
+        if chosen and choice is None:
+            try:
+                choice = _choose_encoder(chosen, backend, precision, download=model is not None)
+            except ModelUnavailable:
+                if model is not None:
+                    raise
+                choice = {"backend": "", "precision": ""}   # not on disk: the build notes it
+        if model is not None:
+            loaded = _load_encoder(_encoder_args(chosen, task, choice), download=True)
+    if not chosen:
+        if asked:
+            raise ModelUnavailable("a backend or precision needs a model: choose one with --model")
+        return {}, None
+    return {"model": chosen, "task": task or "", **(choice or {})}, loaded
+
+
 def _check_license(model: str, accept: bool) -> None:
-    try:
-        from ..license import ensure_accepted
-        from ..models.registry import get
-    except ImportError:
-        return
-    info = get(model)
-    if info is not None and info.opt_in:
+    """The licence gate for a model name or folder that is an opt-in registry model."""
+    from ..license import ensure_accepted
+    from ..models.folder import registry_info
+
+    info = registry_info(model)
+    if info is not None:
         ensure_accepted(info, accept)

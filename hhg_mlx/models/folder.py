@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..encoder import EncoderSpec
 from ..errors import ModelUnavailable, UnsupportedModel
+from . import registry
+from .registry import ModelInfo
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-
-    from .registry import ModelInfo
 
 DEFAULT_MAX_LENGTH = 512
 _POOLING_FLAGS = (("pooling_mode_cls_token", "cls"), ("pooling_mode_lasttoken", "last"),
@@ -78,6 +78,16 @@ def read_settings(folder: Path) -> FolderSettings:
         matryoshka_dims=tuple(hhg.get("matryoshka_dims") or ()),
         model_id=hhg.get("model_id"),
     )
+
+
+def registry_info(model: str | Path) -> ModelInfo | None:
+    """The registry model that `model` is: a registry id, a Hugging Face repo id, or a local folder
+    whose `hhg.json` names one (a folder made by `hhg convert`); None for anything else."""
+    info = registry.get(str(model))
+    folder = Path(model).expanduser()
+    if info is None and folder.is_dir():
+        info = registry.get((read_json(folder / "hhg.json") or {}).get("model_id") or "")
+    return info
 
 
 def _first(*values: str | None) -> str | None:
