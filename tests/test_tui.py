@@ -52,16 +52,28 @@ async def until(pilot, condition, timeout: float = 20.0) -> None:
     raise AssertionError("the app never reached the expected state")
 
 
+def build_offered(app) -> bool:
+    """The build offer is on screen, its Build button focused (so enter builds)."""
+    return isinstance(app.screen, BuildScreen) and app.focused is not None and app.focused.id == "build"
+
+
+def errors(app) -> list[str]:
+    """The error notifications' messages, oldest first."""
+    return [n.message for n in app._notifications if n.severity == "error"]
+
+
 async def search(pilot, query: str, *, type_it: bool = False) -> None:
-    """Enter `query` (key by key with `type_it`, else all at once, as a paste does) and wait for its hits."""
+    """Enter `query` (key by key with `type_it`, else all at once, as a paste does) and wait for its hits,
+    not a prefix's, and for the app to settle (model loaded, index updated: no worker left)."""
     app = pilot.app
     await until(pilot, lambda: app.index is not None and not app.screen.is_modal)
-    seq = app._seq
     if type_it:
         await pilot.press(*query)
     else:
         app.query_one("#query").value += query
-    await until(pilot, lambda: app._seq > seq and app.search_ms is not None and app.query_one(ResultList).option_count)
+    typed = app.query_one("#query").value.strip()
+    await until(pilot, lambda: app._shown == ("", typed) and app.search_ms is not None and not app.workers)
+    assert app.query_one(ResultList).option_count
 
 
 def preview_text(app) -> str:
@@ -151,7 +163,7 @@ async def test_build_offer_on_an_unindexed_folder(tmp_path):
     write_tree(root, {"upload.py": FILES["src/upload.py"]})
     app = HhgApp(root, mode="keyword", debounce=0.01, encoder=StubEncoder())
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
+        await until(pilot, lambda: build_offered(app))
         await pilot.press("enter")                    # the Build button has the focus
         await until(pilot, lambda: app.index is not None)
         assert db_path(root).is_file()
@@ -163,7 +175,7 @@ async def test_build_offer_on_an_unindexed_folder(tmp_path):
 async def test_declining_the_build_quits_without_an_index(tmp_path):
     app = HhgApp(tmp_path, debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
+        await until(pilot, lambda: build_offered(app))
         await pilot.press("escape")
         await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0 and not db_path(tmp_path).exists()
@@ -248,12 +260,11 @@ async def test_why_help_copy(repo):
 async def test_errors_become_notifications_and_log_lines(repo, tmp_path):
     app = HhgApp(repo, mode="semantic", debounce=0.01)     # no encoder for "stub-bag": semantic fails
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.index is not None)
+        await until(pilot, lambda: app.index is not None and not app._loading)    # "stub-bag" failed to load
         await pilot.press(*"upload")
-        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
-        assert app.return_code is None and app.hits == []
-        message = next(n.message for n in app._notifications if n.severity == "error")
-        assert message.startswith("semantic search unavailable")
+        await until(pilot, lambda: app._shown == ("", "upload") and errors(app))    # the query as typed failed
+        assert app.return_code is None and app.hits == [] and app.query_one(ResultList).option_count == 0
+        assert errors(app)[0].startswith("semantic search unavailable")
     log = (tmp_path / "cache" / "hhg" / "tui.log").read_text()
     assert "ModelUnavailable" in log and "Traceback" in log
 
@@ -281,10 +292,10 @@ def test_main_screen_snapshot(repo, snap_compare, monkeypatch):
 async def test_model_option_offers_to_re_embed_and_keeps_the_index_on_failure(repo):
     app = HhgApp(repo, model="no-such-model", mode="keyword", debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
+        await until(pilot, lambda: build_offered(app))
         assert "uses stub-bag" in str(app.screen.query_one(Label).content)
         await pilot.press("enter")                    # Build: the model cannot be loaded
-        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        await until(pilot, lambda: errors(app))
         assert isinstance(app.screen, BuildScreen) and app.screen.query_one("#decline").display
         await pilot.press("escape")                   # Keep the index as it is
         await search(pilot, QUERY)
@@ -300,7 +311,7 @@ async def test_an_unreadable_index_is_offered_a_rebuild(tmp_path):
     db_path(root).write_bytes(b"this is not a database" * 100)
     app = HhgApp(root, mode="keyword", debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.query("#build"))
+        await until(pilot, lambda: build_offered(app))
         await pilot.press("enter")
         await search(pilot, QUERY)
         assert app.hits[0].name == "Uploader.retry_failed_uploads"

@@ -122,8 +122,7 @@ class HhgApp(App[None]):
         self._noticed: set[str] = set()
         self._loading = False                 # while the model loads, searches run as keyword
         self._note = "opening index…"        # what the app is busy with
-        self._title = ""                      # what the results are, when not the query's hits
-        self._shown: tuple[str, str] = ("", "")  # (title, query) of the results on screen
+        self._shown: tuple[str, str] = ("", "")  # the results on screen: (title, query) of their request
         self._model_tried = False
 
     def compose(self) -> ComposeResult:
@@ -186,6 +185,9 @@ class HhgApp(App[None]):
 
     def _index_ready(self, index, opened: bool) -> None:
         self.index = index
+        # An opened index gets its model loaded by `_prepare`. Until then searches run by keyword,
+        # or the first one would load the model itself, inside the search, under the lock.
+        self._loading = opened and self.encoder is None and not self._model_tried
         self.query_one("#query").focus()
         self._prepare(opened)
         if self.query_one("#query", Input).value.strip():
@@ -194,15 +196,13 @@ class HhgApp(App[None]):
     @work(thread=True, exclusive=True, group="index")
     def _prepare(self, opened: bool) -> None:
         """Read the status; for an index opened (not just built, which loads the model) load its
-        model once; warm the vectors; then bring stale files up to date. Each step takes the lock on
-        its own, so searches slip in between."""
+        model once (`_index_ready` decides); warm the vectors; then bring stale files up to date.
+        Each step takes the lock on its own, so searches slip in between."""
         self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
         model = self._info.get("model")
-        if model and opened and self.encoder is None and not self._model_tried:
+        if self._loading:
             self._model_tried = True
-            args = self._locked("", lambda index: index.encoder_args(), "cannot read the index's model")
-            if args:
-                self._load_model(args)
+            self._load_model()
         if model:
             self._locked("loading vectors…", lambda index: index.search("warm up", k=1), "cannot load the model")
         if opened:
@@ -214,26 +214,25 @@ class HhgApp(App[None]):
         self.call_from_thread(self._show_status)
         self.call_from_thread(self._show_notices)
 
-    def _load_model(self, args: dict) -> None:
+    def _load_model(self) -> None:
         """Load the index's model (`Index.encoder_args()`: its task, backend and precision too) without
         the lock, searching by keyword meanwhile, then reopen the index with it. On failure the index
         says why (a notice) at the next semantic search."""
         from hhg_mlx.index.index import Index
         from hhg_mlx.loader import load_encoder
 
-        self._loading = True
-        self._note = "loading model… (keyword results meanwhile)"
-        self.call_from_thread(self._show_status)
+        args = self._locked("", lambda index: index.encoder_args(), "cannot read the index's model")
         try:
-            encoder = load_encoder(**args, download=False)
-            index = Index.open(self.root, encoder=encoder)
+            if args:
+                self._note = "loading model… (keyword results meanwhile)"
+                self.call_from_thread(self._show_status)
+                encoder = load_encoder(**args, download=False)
+                index = Index.open(self.root, encoder=encoder)
+                with self._lock:                    # no search sees the new index without its encoder
+                    self.encoder, self.index, previous = encoder, index, self.index
+                previous.close()
         except Exception as err:
             log.warning("cannot load %s: %s", args["model"], err)
-        else:
-            with self._lock:
-                previous, self.index = self.index, index
-            previous.close()
-            self.encoder = encoder
         finally:
             self._loading = False
             self._note = ""
@@ -254,7 +253,7 @@ class HhgApp(App[None]):
             self._note = ""
 
     def _show_status(self) -> None:
-        note = " · ".join(filter(None, (self._title, self._note)))
+        note = " · ".join(filter(None, (self._shown[0], self._note)))
         self.query_one(StatusBar).show(self.mode, self._info, self.search_ms, note)
 
     # -- searching --------------------------------------------------------------------------
@@ -275,15 +274,16 @@ class HhgApp(App[None]):
         if self.index is None:
             return
         if not query:
-            self._show(self._seq, [], None, "")
+            self._show(self._seq, [], None, ("", ""))
             return
         filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
         mode = "keyword" if self._loading else self.mode
-        self._run(self._seq, "", lambda index: index.search(query, k=RESULTS, filters=filters, mode=mode))
+        self._run(self._seq, ("", query), lambda index: index.search(query, k=RESULTS, filters=filters, mode=mode))
 
     @work(thread=True, exclusive=True, group="search")
-    def _run(self, seq: int, title: str, call) -> None:
-        """Run `call(index)` for request `seq`; show its hits unless a newer request came in."""
+    def _run(self, seq: int, shown: tuple[str, str], call) -> None:
+        """Run `call(index)` for request `seq` (`shown`: its title, when not the query's hits, and the
+        query); show its hits unless a newer request came in."""
         worker = get_current_worker()
         with self._lock:
             if worker.is_cancelled or seq != self._seq:
@@ -293,22 +293,21 @@ class HhgApp(App[None]):
                 hits = call(self.index)
             except Exception as err:
                 self.call_from_thread(self.report_error, err, "search failed")
-                return
-            elapsed = (perf_counter() - start) * 1000
+                hits, elapsed = [], None      # an empty list, not an older request's hits
+            else:
+                elapsed = (perf_counter() - start) * 1000
         if seq == self._seq:
-            self.call_from_thread(self._show, seq, hits, elapsed, title)
+            self.call_from_thread(self._show, seq, hits, elapsed, shown)
 
-    def _show(self, seq: int, hits: list[Hit], elapsed: float | None, title: str) -> None:
+    def _show(self, seq: int, hits: list[Hit], elapsed: float | None, shown: tuple[str, str]) -> None:
         if seq != self._seq:
             return
         self._show_notices()
         # A refresh of the same results (model loaded, files updated) keeps the selected hit.
-        shown = (title, self.query_one("#query", Input).value.strip())
         keep = self.selected() if shown == self._shown else None
         self._shown = shown
         self.hits = hits
         self.search_ms = elapsed
-        self._title = title
         self.query_one(ResultList).show_hits(hits, keep)
         if not hits:
             self._preview(None)
@@ -395,7 +394,8 @@ class HhgApp(App[None]):
             return
         self._seq += 1
         filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
-        self._run(self._seq, f"similar to {hit.file}:{hit.line}",
+        query = self.query_one("#query", Input).value.strip()
+        self._run(self._seq, (f"similar to {hit.file}:{hit.line}", query),
                   lambda index: index.similar(hit.file, line=hit.line, k=RESULTS, filters=filters))
 
     def action_why(self) -> None:
