@@ -1,7 +1,26 @@
-"""Shared test set-up. MLX must be imported through hhg_mlx.mlx_runtime (it preloads OpenBLAS)."""
+"""Shared test set-up. MLX must be imported through hhg_mlx.mlx_runtime (it preloads OpenBLAS).
+
+Before any test module imports the hub library: no network, and every per-user location (hhg config,
+caches, the Hugging Face cache) in a throw-away folder, so no test reads or writes the user's real ones
+(a real cached default model would otherwise change what `Index.build(model=None)` does)."""
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="hhg-tests-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.update({
+    "HHG_CONFIG_DIR": str(_HOME / "config" / "hhg"),
+    "XDG_CONFIG_HOME": str(_HOME / "config"),
+    "XDG_CACHE_HOME": str(_HOME / "cache"),
+    "HF_HOME": str(_HOME / "hf-home"),
+})
+for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH"):
+    os.environ.pop(_var, None)
 os.environ.setdefault("GIT_AUTHOR_NAME", "hhg-tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@example.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "hhg-tests")
