@@ -1,6 +1,7 @@
 """The semble NDCG@10 scorer on hand-made cases with hand-computed answers."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -90,6 +91,8 @@ def test_heldout_is_a_stable_third():
     texts = [f"query number {i}" for i in range(20)]
     held = heldout_texts(texts)
     assert len(held) == 7 and held <= set(texts)
+    by_digest = sorted(texts, key=lambda t: hashlib.sha256(t.encode()).hexdigest())
+    assert held == set(by_digest[:7])       # chosen by content digest: the same in every process
     assert heldout_texts(list(reversed(texts))) == held                 # order does not matter
     assert len(heldout_texts(texts[:3])) == 1
 
