@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import HhgError
-from .scoring import CATEGORIES, Chunk, Query, Scored, heldout_texts, load_queries, ndcg, summarize
+from .scoring import CATEGORIES, K, Chunk, Query, Scored, heldout_texts, load_queries, ndcg, summarize
 
 # Published configurations shown per repo; the overall table lists every tool in the file.
 REPO_COLUMNS = ("semble", "coderankembed_hybrid", "bm25", "colgrep", "ck")
@@ -105,7 +105,7 @@ class _IndexSearch:
         self.idx, self.mode = idx, mode
 
     def __call__(self, query: str) -> list[Chunk]:
-        return [(h.file, h.line, h.end_line) for h in self.idx.search(query, k=10, mode=self.mode)]
+        return [(h.file, h.line, h.end_line) for h in self.idx.search(query, k=K, mode=self.mode)]
 
     def close(self) -> None:
         self.idx.close()
