@@ -30,7 +30,6 @@ BuildProgress = Callable[[str, int, int], None]
 
 BATCH_FILES = 200          # files per write transaction (what Ctrl-C can lose at most)
 EMBED_BATCH = 256          # windows per embedding call and transaction
-MAX_FILE_BYTES = 2_000_000 # the walk's size limit, checked again when reading
 
 
 @dataclass
@@ -87,6 +86,7 @@ def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
     (the file is read once). The language kept is the one the file is parsed as (`file_language`)."""
     from .extract import decode_source, extract, file_language
     from .languages import language_for
+    from .walk import MAX_FILE_BYTES
 
     try:
         with open(os.path.join(root, path), "rb") as fh:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..types import Block
 from .languages import language_for
+from .walk import MAX_FILE_BYTES
 
 CHUNK_LINES = 60
 SNIFF_BYTES = 8192
@@ -43,7 +44,7 @@ _GENERATED = re.compile(
     r"|(?i:\bauto-?generated (?:by|from|file|code|with|using|on)\b)")
 
 
-def read_source(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str | None]:
+def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str | None]:
     """The file's text with universal newlines (`\\r\\n`, `\\r` → `\\n`), or `(None, reason)`.
 
     Reasons: "unreadable" (any OS error), "too-large", and those of `decode_source`.

@@ -41,6 +41,7 @@ EXCLUDED_DIRS = frozenset({
 })
 MARKER_FILES = frozenset({"pyvenv.cfg", "CACHEDIR.TAG"})
 IGNORE_FILES = (".gitignore", ".hhgignore")
+MAX_FILE_BYTES = 2_000_000   # larger files are "too-large": never read (the reader checks again)
 _GIT_LOCATION_VARS = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR"})
 
 
@@ -57,7 +58,7 @@ class WalkResult:
     skipped: dict[str, int]   # skip reason -> count
 
 
-def walk(root: Path, max_file_bytes: int = 2_000_000) -> WalkResult:
+def walk(root: Path, max_file_bytes: int = MAX_FILE_BYTES) -> WalkResult:
     """All indexable files below `root`, sorted by path, and the count of everything skipped, by reason."""
     root = Path(root)
     skipped: Counter[str] = Counter()
