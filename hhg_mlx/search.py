@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .index.languages import CODE_LANGUAGES, PROSE_LANGUAGES, matches_type
 from .tokens import STOP_WORDS, fts_query, split_identifier, terms
 from .types import Filters, Hit
 
@@ -43,7 +44,6 @@ FILE_BLOCKS = 10
 FILE_NAME = 1.0
 REPEAT = 0.3
 DEFINITION_KINDS = frozenset({"function", "method", "class"})
-PROSE_LANGUAGES = frozenset({"markdown", "rst", "text", "latex"})
 NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
                          "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark"})
 _NOISE_DIRS = r"tests?|testing|__tests__|specs?|examples?|samples?|vendor|vendored|third_party|node_modules|" \
@@ -124,8 +124,6 @@ def allowed_files(store: Store, filters: Filters | None) -> set[int] | None:
     """Ids of the files that pass `filters` (None: no restriction)."""
     if filters is None or not (filters.types or filters.exclude or filters.paths or filters.code_only):
         return None
-    from .index.languages import CODE_LANGUAGES, matches_type
-
     types = [t.strip() for spec in filters.types for t in spec.split(",") if t.strip()]
     excluded = None
     if filters.exclude:

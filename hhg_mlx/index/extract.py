@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..types import Block
-from .languages import language_for
+from .languages import PROSE_LANGUAGES, language_for
 from .walk import MAX_FILE_BYTES
 
 CHUNK_LINES = 60
 SNIFF_BYTES = 8192
-PROSE = frozenset({"markdown", "rst", "text", "latex"})
 _ASCII = bytes(range(128))
 
 
@@ -73,7 +72,7 @@ def decode_source(data: bytes, name: str) -> tuple[str | None, str | None]:
     if text is None:
         return None, "binary" if b"\0" in data[:SNIFF_BYTES] else "encoding"
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    limit = 1000 if language_for(name) in PROSE else 250
+    limit = 1000 if language_for(name) in PROSE_LANGUAGES else 250
     if len(text) > 4096 and len(text) > limit * (text.count("\n") + 1):
         return None, "minified"
     if any(_GENERATED.search(line[:300]) for line in text.split("\n", 5)[:5]):

@@ -86,6 +86,9 @@ CODE_LANGUAGES: frozenset[str] = frozenset(
                     "protobuf", "make", "cmake", "dockerfile", "latex", "text"})
 """Languages kept by `--code-only`: programming languages, with or without a grammar (SQL included)."""
 
+PROSE_LANGUAGES = frozenset({"markdown", "rst", "text", "latex"})
+"""Documentation and plain text: read with prose rules (longer lines) and ranked below code."""
+
 BINARY_EXTENSIONS = frozenset("""
     png jpg jpeg gif bmp ico icns tif tiff webp avif heic psd xcf svgz eps ai sketch fig graffle blend
     mp3 mp4 m4a wav ogg oga flac aac opus mov avi mkv webm wmv flv
