@@ -1,11 +1,12 @@
-"""The MLX backend for encoder-only models (JinaBERT, BERT): load a folder, run, pool in MLX."""
+"""The MLX backend for encoder-only models (JinaBERT, BERT): load a folder, run; pooling is the
+shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..encoder import EncoderSpec, TextEncoder
+from ..encoder import EncoderSpec, TextEncoder, pool
 from ..errors import ModelUnavailable, UnsupportedModel
 from ..mlx_runtime import mx, nn
 from . import bert, jinabert
@@ -13,22 +14,6 @@ from . import bert, jinabert
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 QUANT_BITS = (8, 4)
 GROUP_SIZE = 64
-
-
-def pool(hidden: mx.array, attention_mask: mx.array, pooling: str) -> mx.array:
-    """(B, S, H) → (B, H) over attended tokens, in float32; any padding side."""
-    hidden = hidden.astype(mx.float32)
-    mask = attention_mask > 0
-    if pooling == "mean":
-        weights = mask.astype(mx.float32)[..., None]
-        return (hidden * weights).sum(axis=1) / mx.maximum(weights.sum(axis=1), 1.0)
-    if pooling == "cls":
-        index = mx.argmax(mask, axis=1)
-    elif pooling == "last":
-        index = mask.shape[1] - 1 - mx.argmax(mask[:, ::-1], axis=1)
-    else:
-        raise ValueError(f"unknown pooling {pooling!r}")
-    return mx.take_along_axis(hidden, index[:, None, None], axis=1)[:, 0]
 
 
 class MLXEncoder(TextEncoder):
@@ -39,9 +24,8 @@ class MLXEncoder(TextEncoder):
         self.model = model
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        mask = mx.array(attention_mask.astype(np.int32))
-        pooled = pool(self.model(mx.array(input_ids.astype(np.int32)), mask), mask, self.spec.pooling)
-        return np.array(pooled)
+        hidden = self.model(mx.array(input_ids.astype(np.int32)), mx.array(attention_mask.astype(np.int32)))
+        return pool(np.array(hidden.astype(mx.float32)), attention_mask, self.spec.pooling)
 
 
 def load_weights(folder: Path) -> dict[str, mx.array]:
