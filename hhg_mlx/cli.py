@@ -282,8 +282,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         root = idx.root.resolve()
         scope = _rel(target, root)
-        types = tuple(t.strip() for spec in args.type for t in spec.split(",") if t.strip())
-        filters = Filters(types=types, exclude=tuple(args.exclude), paths=() if scope == "." else (scope,),
+        filters = Filters(types=tuple(args.type), exclude=tuple(args.exclude), paths=() if scope == "." else (scope,),
                           code_only=args.code_only, threshold=args.threshold)
         if similar:
             line = int(similar["line"]) if similar["line"] else None
