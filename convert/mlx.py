@@ -3,10 +3,9 @@ float16 or bfloat16, or 8/4-bit quantised, built with the same model classes the
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from .qwen import embedding_files
+from .qwen import copy_embedding_files
 
 
 def convert_encoder(src: Path, out: Path, dtype: str = "float32", quantize: int | None = None,
@@ -35,11 +34,7 @@ def convert_encoder(src: Path, out: Path, dtype: str = "float32", quantize: int 
     mx.save_safetensors(str(out / "model.safetensors"), dict(tree_flatten(model.parameters())),
                         metadata={"format": "mlx"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    for path in embedding_files(src):
-        if path.is_dir():
-            shutil.copytree(path, out / path.name, dirs_exist_ok=True)
-        else:
-            shutil.copy2(path, out / path.name)
+    copy_embedding_files(src, out)
     return {
         "architecture": architecture, "dtype": dtype, "quantization": quantization,
         "bytes_before": sum(p.stat().st_size for p in src.glob("model*.safetensors")),
