@@ -322,20 +322,21 @@ def _encoder_args(model: str, task: str | None, choice: dict[str, str] | None) -
     return {"model": model, "task": task, **(EncoderChoice(**choice).load_args() if choice else {})}
 
 
-def _load_encoder(args: dict, *, download: bool) -> Encoder:
+def _loader():
+    """`hhg_mlx.loader`, imported on first use; ModelUnavailable when it cannot be imported."""
     try:
-        from ..loader import load_encoder
+        from .. import loader
     except ImportError as err:
         raise ModelUnavailable(f"no encoder backend is available ({err})") from None
-    return load_encoder(**args, download=download)
+    return loader
+
+
+def _load_encoder(args: dict, *, download: bool) -> Encoder:
+    return _loader().load_encoder(**args, download=download)
 
 
 def _choose_encoder(model: str, backend: str | None, precision: str | None, *, download: bool) -> dict[str, str]:
-    try:
-        from ..loader import choose_encoder
-    except ImportError as err:
-        raise ModelUnavailable(f"no encoder backend is available ({err})") from None
-    choice = choose_encoder(model, backend or "auto", precision or "auto", download=download)
+    choice = _loader().choose_encoder(model, backend or "auto", precision or "auto", download=download)
     return {"backend": choice.backend, "precision": choice.precision}
 
 
