@@ -41,15 +41,15 @@ def main() -> int:
             shutil.copy(Path(spec.submodule_search_locations[0]) / "model" / "tokenizer.json", model)
         encoder = load_encoder(str(model), **choose_encoder(str(model), args.backend, args.precision).load_args())
 
-        inside = [0.0, 0, 0]                      # seconds, texts, tokens
+        seconds, embedded = 0.0, []               # time inside the encoder, texts it embedded
         embed = encoder.embed_documents
 
         def timed(texts, progress=None):
+            nonlocal seconds
             start = time.perf_counter()
             out = embed(texts, progress)
-            inside[0] += time.perf_counter() - start
-            inside[1] += len(texts)
-            inside[2] += sum(len(ids) for ids in encoder.tokenize(texts))
+            seconds += time.perf_counter() - start
+            embedded.extend(texts)
             return out
 
         encoder.embed_documents = timed
@@ -58,7 +58,8 @@ def main() -> int:
         wall = time.perf_counter() - start
         status = index.status()
         index.close()
-    seconds, texts, tokens = inside
+    texts = len(embedded)
+    tokens = sum(len(ids) for ids in encoder.tokenize(embedded))   # counted outside the timed build
     print(f"{args.source}: {status['files']} files, {status['blocks']} blocks, {texts} windows embedded, "
           f"{tokens} tokens ({args.backend} {args.precision})")
     print(f"build {wall:.1f} s, inside the encoder {seconds:.1f} s = {100 * seconds / wall:.1f}% "
