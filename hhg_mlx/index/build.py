@@ -81,6 +81,14 @@ def scan(root: Path, known: dict[str, FileRow]) -> Plan:
     return Plan(changed, deleted, len(result.files) - len(changed), dict(result.skipped))
 
 
+def skip_counts(store: Store, plan: Plan) -> dict[str, int]:
+    """Files not indexed, by reason: those the walk skipped and those stored with a skip status."""
+    counts = Counter(plan.walk_skipped)
+    counts.update(dict(store.conn.execute(
+        "SELECT status, COUNT(*) FROM files WHERE status != 'ok' GROUP BY status")))
+    return dict(counts)
+
+
 def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
     """Hash a changed file; when its content really changed, decode, extract and prepare its blocks
     (the file is read once). The language kept is the one the file is parsed as (`file_language`)."""
@@ -173,9 +181,7 @@ def run(store: Store, root: Path, *, model: str | None = None,
     if model and meta.get("dim") and (changed or meta.get("snapshot_model") != model):
         store.save_snapshot(model, int(meta["dim"]))
 
-    skipped = Counter(plan.walk_skipped)
-    skipped.update(r[0] for r in store.conn.execute("SELECT status FROM files WHERE status != 'ok'"))
-    stats.skipped = dict(skipped)
+    stats.skipped = skip_counts(store, plan)
     if plan.changed or plan.deleted or stats.embedded or "updated_at" not in store.meta():
         with store.transaction():   # a no-change update writes nothing: readers keep their caches
             store.set_meta(updated_at=time.time())

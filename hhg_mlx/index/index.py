@@ -16,7 +16,7 @@ from ..errors import HhgError, IndexNotFound, ModelUnavailable
 from ..search import VectorMatrix, rank
 from ..tokens import STOP_WORDS, query_terms, terms
 from ..types import Filters, Hit
-from .build import BuildProgress, BuildStats, run, scan
+from .build import BuildProgress, BuildStats, run, scan, skip_counts
 from .store import DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path
 
 if TYPE_CHECKING:
@@ -251,10 +251,6 @@ class Index:
         meta = store.meta()
         plan = scan(self.root, store.files())
         ok = store.conn.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0]
-        skipped: dict[str, int] = dict(plan.walk_skipped)
-        for reason, count in store.conn.execute(
-                "SELECT status, COUNT(*) FROM files WHERE status != 'ok' GROUP BY status"):
-            skipped[reason] = skipped.get(reason, 0) + count
         size = sum(p.stat().st_size for p in db_path(self.root).parent.iterdir() if p.is_file())
         backend = _backend_label(meta) or getattr(self._encoder, "backend", None)     # e.g. onnx (int8)
         return {
@@ -263,7 +259,7 @@ class Index:
             "dim": int(meta["dim"]) if meta.get("dim") else None,
             "backend": backend if meta.get("model") else None, "schema": SCHEMA_VERSION, "size_bytes": size,
             "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
-            "stale": len(plan.changed) + len(plan.deleted), "skipped": skipped,
+            "stale": len(plan.changed) + len(plan.deleted), "skipped": skip_counts(store, plan),
         }
 
     def close(self) -> None:
