@@ -17,7 +17,8 @@ from ..search import VectorMatrix, rank
 from ..tokens import STOP_WORDS, query_terms, terms
 from ..types import Filters, Hit
 from .build import BuildProgress, BuildStats, run, scan, skip_counts
-from .store import DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path
+from .store import (DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path,
+                    remove_database)
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
@@ -80,7 +81,7 @@ class Index:
         choice = _choose_model({}, *options) if force or not db_path(root).exists() else None
         with BuildLock(root, LOCK_WAIT_S):
             if force:
-                _remove_database(root)
+                remove_database(root)
             store = Store.open(root, create=True)
             idx = cls(root, store, encoder)
             with store.closed_on_error(root):
@@ -300,12 +301,6 @@ def _directory(root: str | Path) -> Path:
     if not path.is_dir():
         raise IndexNotFound(f"{root}: no such directory")
     return path.resolve()
-
-
-def _remove_database(root: Path) -> None:
-    path = db_path(root)
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), *path.parent.glob("vectors-*")):
-        p.unlink(missing_ok=True)
 
 
 def _float(value: str | None) -> float | None:

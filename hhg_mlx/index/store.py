@@ -126,6 +126,13 @@ def db_path(root: Path) -> Path:
     return index_dir(root) / DB_NAME
 
 
+def remove_database(root: Path) -> None:
+    """Delete the index database of `root` with its WAL files and vector snapshots (the lock stays)."""
+    path = db_path(root)
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), *path.parent.glob("vectors-*")):
+        p.unlink(missing_ok=True)
+
+
 @dataclass(slots=True)
 class PreparedBlock:
     """A block with everything its rows need, computed outside the write transaction (and
