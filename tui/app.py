@@ -276,9 +276,13 @@ class HhgApp(App[None]):
         if not query:
             self._show(self._seq, [], None, ("", ""))
             return
-        filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
+        filters = self._filter_boxes()
         mode = "keyword" if self._loading else self.mode
         self._run(self._seq, ("", query), lambda index: index.search(query, k=RESULTS, filters=filters, mode=mode))
+
+    def _filter_boxes(self) -> Filters | None:
+        """The type and path boxes as `Filters`."""
+        return parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
 
     @work(thread=True, exclusive=True, group="search")
     def _run(self, seq: int, shown: tuple[str, str], call) -> None:
@@ -393,7 +397,7 @@ class HhgApp(App[None]):
         if hit is None or self.index is None:
             return
         self._seq += 1
-        filters = parse_filters(self.query_one("#types", Input).value, self.query_one("#paths", Input).value)
+        filters = self._filter_boxes()
         query = self.query_one("#query", Input).value.strip()
         self._run(self._seq, (f"similar to {hit.file}:{hit.line}", query),
                   lambda index: index.similar(hit.file, line=hit.line, k=RESULTS, filters=filters))
