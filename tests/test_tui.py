@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import stat
 from pathlib import Path
 
@@ -23,10 +24,20 @@ QUERY = "retry failed uploads"
 
 @pytest.fixture(autouse=True)
 def _environment(tmp_path, monkeypatch):
-    """Logs under tmp_path; an editor that does nothing, should a test open one by mistake."""
+    """Logs under tmp_path; an editor that does nothing, should a test open one by mistake. The app
+    points the `hhg` logger at its log file and stops propagation: undone afterwards, so no later
+    test inherits a handler on this test's (deleted) folder or a logger that hides records."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("VISUAL", raising=False)
     monkeypatch.setenv("EDITOR", "true")
+    logger = logging.getLogger("hhg")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    for handler in logger.handlers[:]:
+        if handler not in saved[0]:
+            logger.removeHandler(handler)
+            handler.close()
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture(scope="module")
