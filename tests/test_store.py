@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from hhg_mlx.errors import IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
+from hhg_mlx.errors import HhgError, IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
 from hhg_mlx.index.store import BuildLock, PreparedBlock, Store, db_path, windows
 from hhg_mlx.types import Block
 
@@ -126,3 +126,18 @@ def test_build_lock_waits_then_refuses(tmp_path):
     threading.Timer(0.2, holder.__exit__).start()
     with BuildLock(tmp_path, wait=30) as second:   # waits for the holder to let go
         assert second.fd is not None
+
+
+def test_build_lock_failure_is_not_reported_as_another_build(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(HhgError) as caught:
+        with BuildLock(tmp_path, wait=0.2):
+            pass
+    assert not isinstance(caught.value, IndexLocked)
+    assert str(caught.value) == f"cannot lock {tmp_path / '.hhg' / 'build.lock'}: No locks available"

@@ -394,7 +394,10 @@ class BuildLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):   # e.g. no locks on this file system
+                    os.close(fd)
+                    raise HhgError(f"cannot lock {self.path}: {err.strerror or err}") from None
+                if time.monotonic() >= deadline:
                     os.close(fd)
                     raise IndexLocked(f"another hhg build is updating the index in {self.path.parent.parent}; "
                                       f"wait for it to finish and try again") from None
