@@ -109,7 +109,6 @@ def test_unknown_repo_is_an_error(tmp_path):
 
 def test_real_index_keyword_smoke(tmp_path):
     """The real engine end to end: unambiguous queries score 1, a query with no matching word 0."""
-    pytest.importorskip("hhg_mlx.index.index")
     data, work = make_benchmark(tmp_path)
     (data / "annotations" / "tiny.json").write_text(json.dumps([
         {"query": "frobnicate", "relevant": ["widgets.py"], "category": "symbol"},
