@@ -114,7 +114,7 @@ def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
         return Outcome(path, h, reason or "unreadable", language)
     language = file_language(path, text)
     try:
-        blocks = extract(path, text)
+        blocks = extract(path, text, language)
     except Exception:  # a parser bug must not stop the build; the file is counted as skipped
         return Outcome(path, h, "extract-error", language)
     return Outcome(path, h, "ok", language, [PreparedBlock.of(b) for b in blocks])

@@ -106,10 +106,10 @@ def file_language(path: str, text: str) -> str:
     return language
 
 
-def extract(path: str, text: str) -> list[Block]:
+def extract(path: str, text: str, language: str | None = None) -> list[Block]:
     """Blocks of one file, in line order; `path` is root-relative POSIX and, with the content, picks the
-    language (`file_language`)."""
-    language = file_language(path, text)
+    language (`file_language`) unless the caller has already decided it."""
+    language = language or file_language(path, text)
     lines = text.split("\n")
     spans: list[tuple[int, int, str, str, str]]   # (start, end, kind, name, doc), 1-based inclusive
     if language in _GRAMMARS:
