@@ -92,14 +92,12 @@ def skip_counts(store: Store, plan: Plan) -> dict[str, int]:
 def prepare(root: str, path: str, old_hash: str | None) -> Outcome:
     """Hash a changed file; when its content really changed, decode, extract and prepare its blocks
     (the file is read once). The language kept is the one the file is parsed as (`file_language`)."""
-    from .extract import decode_source, extract, file_language
+    from .extract import decode_source, extract, file_language, read_head
     from .languages import language_for
     from .walk import MAX_FILE_BYTES
 
-    try:
-        with open(os.path.join(root, path), "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError:
+    data = read_head(os.path.join(root, path), MAX_FILE_BYTES)
+    if data is None:
         return Outcome(path, None, "unreadable")
     h = digest(data)
     if h == old_hash:

@@ -49,14 +49,22 @@ def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None
     Reasons: "unreadable" (any OS error), "too-large", and those of `decode_source`.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError:
+    data = read_head(path, max_bytes)
+    if data is None:
         return None, "unreadable"
     if len(data) > max_bytes:
         return None, "too-large"
     return decode_source(data, path.name)
+
+
+def read_head(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
+    """At most `max_bytes + 1` bytes of a file (one byte over the limit tells it is too large), or None
+    when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(max_bytes + 1)
+    except OSError:
+        return None
 
 
 def decode_source(data: bytes, name: str) -> tuple[str | None, str | None]:
