@@ -80,8 +80,9 @@ def cache_dir(folder: Path) -> Path:
     hub_snapshot = folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--")
     if os.access(folder, os.W_OK) and not hub_snapshot:
         return folder / CACHE_SUBDIR
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "hhg" / "onnx" / source_key(folder)
+    from hhg_mlx.paths import cache_dir
+
+    return cache_dir() / "onnx" / source_key(folder)
 
 
 def onnx_model(folder: Path, precision: str) -> Path:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.worker import get_current_worker
 
 from hhg_mlx.errors import HhgError, IndexCorrupt, IndexNotFound, SchemaMismatch
+from hhg_mlx.paths import cache_dir
 from hhg_mlx.tokens import query_terms
 from hhg_mlx.types import Filters, Hit
 
@@ -38,8 +38,7 @@ KEYWORD_DEBOUNCE = 0.03   # seconds; hybrid and semantic use the app's `debounce
 
 def log_path() -> Path:
     """Where errors are written: `$XDG_CACHE_HOME/hhg/tui.log` (default `~/.cache/hhg/tui.log`)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "hhg" / "tui.log"
+    return cache_dir() / "tui.log"
 
 
 def setup_logging() -> None:
