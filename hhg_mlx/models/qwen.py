@@ -143,7 +143,7 @@ def token_budget(config: dict, max_length: int) -> int:
     Qwen2-1.5B at S = 512: 4 B x (7·1536 + 3·8960 + 2·12·512) ≈ 195 KiB/token → 5,376 tokens ≈ 1 GiB
     (10 rows of 512); with 0.9 GiB of 4-bit weights a build peaks near 2 GiB, which fits a 16 GB Mac
     with room to spare (half that activation memory at float16). 0.5B: 7,424 tokens; Qwen3-0.6B:
-    7,680. Measured by bench/qwen_speed.py (MLX peak minus weights, float32): 0.5B 121 KiB/token at
+    7,680. Measured by hhg_mlx/bench/qwen_speed.py (MLX peak minus weights, float32): 0.5B 121 KiB/token at
     S = 512 (estimate 137), 1.5B 169 KiB/token at S = 128 (estimate 159).
     """
     heads, hidden = config["num_attention_heads"], config["hidden_size"]

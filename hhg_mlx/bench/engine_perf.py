@@ -1,6 +1,6 @@
 """Engine speed on a real codebase: the Django sources, keyword-only.
 
-    python bench/engine_perf.py [--runs 10] [--cache DIR] [--django 5.2.8]
+    python -m hhg_mlx.bench.engine_perf [--runs 10] [--cache DIR] [--django 5.2.8]
 
 Downloads the Django sdist once (`pip download`, into the cache folder), then measures, each
 through a new `hhg` process as a user runs it:
