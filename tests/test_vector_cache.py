@@ -33,14 +33,14 @@ def folder(tmp_path):
 def test_default_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_folder() == tmp_path / "xdg" / "hhg" / "vectors"
-    with VectorCache.open(KEY, 8) as cache:
+    with VectorCache.open(KEY) as cache:
         assert cache.path.parent == tmp_path / "xdg" / "hhg" / "vectors"
 
 
 def test_put_then_get_returns_exactly_the_stored_vectors(folder):
     texts = [f"def f{i}(): return {i}" for i in range(5)]
     hashes = [digest(t) for t in texts]
-    with VectorCache.open(KEY, 8, folder) as cache:
+    with VectorCache.open(KEY, folder) as cache:
         assert cache.put(hashes[:3], np.stack([vector_of(t) for t in texts[:3]])) == 3
         got = cache.get(hashes)
         assert sorted(got) == sorted(hashes[:3])
@@ -52,44 +52,55 @@ def test_put_then_get_returns_exactly_the_stored_vectors(folder):
         assert cache.count() == 5
 
 
-def test_one_store_per_key_and_dimension_holding_no_text(folder):
-    with VectorCache.open(KEY, 8, folder) as a, VectorCache.open(KEY.replace("fp32", "int8"), 8, folder) as b, \
-            VectorCache.open(KEY, 4, folder) as c:
+def test_one_store_per_vector_key_holding_no_text(folder):
+    int8, task = KEY.replace("fp32", "int8"), KEY.replace("#", "#task=nl2code#")
+    with VectorCache.open(KEY, folder) as a, VectorCache.open(int8, folder) as b, VectorCache.open(task, folder) as c:
+        assert a.dim is None and a.get([digest("x")]) == {}
         a.put([digest("x")], vector_of("x")[None])
-        assert b.get([digest("x")]) == {} and c.get([digest("x")]) == {}
+        assert a.dim == 8 and b.get([digest("x")]) == {} and c.get([digest("x")]) == {}
         assert len({a.path, b.path, c.path}) == 3
-    assert a.path.name.startswith("all-MiniLM-L6-v2-precision=fp32-8-")
+    assert a.path.name.startswith("all-MiniLM-L6-v2-precision=fp32-")
     tables = {r[0] for r in sqlite3.connect(a.path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"meta", "vectors"}
     columns = [r[1] for r in sqlite3.connect(a.path).execute("PRAGMA table_info(vectors)")]
     assert columns == ["hash", "vec"]
     listed = {(info.key, info.dim, info.vectors) for info in stores(folder)}
-    assert listed == {(KEY, 8, 1), (KEY.replace("fp32", "int8"), 8, 0), (KEY, 4, 0)}
+    assert listed == {(KEY, 8, 1), (int8, None, 0), (task, None, 0)}
     assert sorted(clean(folder)) == sorted([a.path, b.path, c.path])
     assert stores(folder) == [] and not list(folder.iterdir())
 
 
 def test_a_store_under_another_key_is_refused(folder):
-    with VectorCache.open(KEY, 8, folder) as a:
+    with VectorCache.open(KEY, folder) as a:
         pass
-    shutil.copy(a.path, folder / store_name("other-model", 8))
+    shutil.copy(a.path, folder / store_name("other-model"))
     with pytest.raises(HhgError) as err:
-        VectorCache.open("other-model", 8, folder)
-    assert str(err.value) == (f"the embedding cache {folder / store_name('other-model', 8)} holds {KEY} vectors, "
+        VectorCache.open("other-model", folder)
+    assert str(err.value) == (f"the embedding cache {folder / store_name('other-model')} holds {KEY} vectors, "
                               "not other-model; run `hhg cache clean`")
+
+
+def test_vectors_of_another_width_are_refused(folder):
+    with VectorCache.open(KEY, folder) as cache:
+        cache.put([digest("a")], vector_of("a")[None])
+        with pytest.raises(HhgError) as err:
+            cache.put([digest("b")], vector_of("b", dim=4)[None])
+        assert str(err.value) == (f"the embedding cache {cache.path} holds 8-dim {KEY} vectors, not 4-dim ones; "
+                                  "run `hhg cache clean`")
+        assert cache.count() == 1
 
 
 def test_a_damaged_store_is_a_one_line_error(folder):
     folder.mkdir()
-    (folder / store_name(KEY, 8)).write_bytes(b"not a database" * 100)
+    (folder / store_name(KEY)).write_bytes(b"not a database" * 100)
     with pytest.raises(HhgError, match=r"^cannot use the embedding cache .*: file is not a database; "
                                         r"`hhg cache clean` deletes it$"):
-        VectorCache.open(KEY, 8, folder)
+        VectorCache.open(KEY, folder)
 
 
 def test_temporary_store_leaves_nothing_behind(folder, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    with VectorCache.temporary(KEY, 8) as cache:
+    with VectorCache.temporary(KEY) as cache:
         assert cache.path is None
         assert cache.put([digest("a")], vector_of("a")[None]) == 1
         assert np.array_equal(cache.get([digest("a")])[digest("a")], vector_of("a"))
@@ -111,7 +122,7 @@ def test_cached_embed_runs_only_the_misses(folder):
         return embed
 
     texts = ["alpha", "beta", "gamma", "delta"]
-    with VectorCache.open(KEY, 8, folder) as cache:
+    with VectorCache.open(KEY, folder) as cache:
         cache.put([digest("beta")], vector_of("beta")[None])
         cached = CachedEmbed(cache, load)
         seen = []
@@ -136,7 +147,7 @@ WRITER = textwrap.dedent("""
     folder, start, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     while not go.exists():
         time.sleep(0.001)
-    cache = VectorCache.open(KEY, 8, folder)      # both processes create the store at once
+    cache = VectorCache.open(KEY, folder)      # both processes create the store at once
     for batch in range(40):
         texts = [f"text {start + batch * 10 + i}" for i in range(20)]     # overlaps the other writer
         cache.put([digest(t) for t in texts], np.stack([vector_of(t) for t in texts]))
@@ -159,7 +170,7 @@ def test_two_processes_read_and_write_one_store_at_once(folder, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], results
     expected = {f"text {j}" for start in (0, 200) for batch in range(40) for j in
                 range(start + batch * 10, start + batch * 10 + 20)}
-    with VectorCache.open(KEY, 8, folder) as cache:
+    with VectorCache.open(KEY, folder) as cache:
         got = cache.get([digest(t) for t in expected])
         assert cache.count() == len(expected) == len(got)
         assert all(np.array_equal(got[digest(t)], vector_of(t)) for t in expected)

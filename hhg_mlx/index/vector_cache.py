@@ -1,5 +1,5 @@
-"""The shared embedding cache: per user, one SQLite store per vector key (model, task, precision) and
-dimension under `$XDG_CACHE_HOME/hhg/vectors/`, mapping a window's text hash to its vector. It holds
+"""The shared embedding cache: per user, one SQLite store per vector key (model, task, precision)
+under `$XDG_CACHE_HOME/hhg/vectors/`, mapping a window's text hash to its vector. It holds
 vectors only, never source text, so a repository whose blocks were embedded anywhere before (another
 clone, a fork, a release branch) costs nothing to embed.
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     Embed = Callable[..., np.ndarray]     # embed(texts, progress=None) -> (n, dim) unit vectors
 
 BUSY_TIMEOUT_MS = 60_000       # how long a writer waits for another process's write transaction
+LOOKUP_BATCH = 10_000          # hashes per lookup query
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
            "CREATE TABLE IF NOT EXISTS vectors (hash TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
 
@@ -39,12 +40,11 @@ def cache_folder() -> Path:
     return cache_dir() / "vectors"
 
 
-def store_name(key: str, dim: int) -> str:
-    """The file of a vector key's store: a readable slug of the key, the dimension and a digest of both,
-    e.g. `all-MiniLM-L6-v2-precision=int8-384-3f1a….sqlite`."""
+def store_name(key: str) -> str:
+    """The file of a vector key's store: a readable slug of the key and a digest of it, e.g.
+    `all-MiniLM-L6-v2-precision=int8-3f1a….sqlite`."""
     slug = re.sub(r"[^A-Za-z0-9.=_-]+", "-", key.rstrip("/").rsplit("/", 1)[-1].replace("#", "-")).strip("-.")
-    identity = digest(f"{key}\0{dim}")[:12]
-    return f"{slug[:80]}-{dim}-{identity}.sqlite"
+    return f"{slug[:80]}-{digest(key)[:12]}.sqlite"
 
 
 @dataclass(frozen=True)
@@ -53,38 +53,42 @@ class CacheInfo:
 
     path: Path
     key: str                  # model, task and precision (the index's vector key)
-    dim: int
+    dim: int | None           # None: nothing stored yet
     vectors: int
     size_bytes: int
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "key": self.key, "dim": self.dim, "vectors": self.vectors,
+                "size_bytes": self.size_bytes}
 
 
 class VectorCache:
     """One store: `get` and `put` vectors by text hash. Not thread-safe; one per process and store."""
 
-    def __init__(self, conn: sqlite3.Connection, key: str, dim: int, path: Path | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, key: str, path: Path | None) -> None:
         self.conn = conn
         self.key = key
-        self.dim = dim
         self.path = path          # None: a private temporary store
+        self.dim: int | None = None   # set by the first vectors stored
 
     @classmethod
-    def open(cls, key: str, dim: int, folder: Path | None = None) -> "VectorCache":
-        """The shared store of `key` at `dim` dimensions, created on first use."""
+    def open(cls, key: str, folder: Path | None = None) -> "VectorCache":
+        """The shared store of vector key `key`, created on first use."""
         folder = folder or cache_folder()
-        path = folder / store_name(key, dim)
+        path = folder / store_name(key)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as err:
             raise HhgError(f"cannot open the embedding cache {path}: {err}") from None
-        cache = cls(conn, key, dim, path)
+        cache = cls(conn, key, path)
         cache._setup(wal=True)
         return cache
 
     @classmethod
-    def temporary(cls, key: str, dim: int) -> "VectorCache":
+    def temporary(cls, key: str) -> "VectorCache":
         """A private store on disk that SQLite deletes when it is closed (builds without the shared cache)."""
-        cache = cls(sqlite3.connect("", isolation_level=None, check_same_thread=False), key, dim, None)
+        cache = cls(sqlite3.connect("", isolation_level=None, check_same_thread=False), key, None)
         cache._setup(wal=False)
         return cache
 
@@ -97,21 +101,23 @@ class VectorCache:
             with self._write():
                 for statement in _SCHEMA:
                     self.conn.execute(statement)
-                self.conn.executemany("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
-                                      [("key", self.key), ("dim", str(self.dim))])
+                self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('key', ?)", (self.key,))
             stored = dict(self.conn.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError as err:
             self.conn.close()
             raise self._error(err) from None
-        if (stored.get("key"), stored.get("dim")) != (self.key, str(self.dim)):
+        if stored.get("key") != self.key:
             self.conn.close()
             raise HhgError(f"the embedding cache {self.path} holds {stored.get('key')} vectors, not {self.key}; "
                            "run `hhg cache clean`")
+        self.dim = int(stored["dim"]) if stored.get("dim") else None
 
     def get(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached vector of each hash that has one."""
         import numpy as np
 
+        if self.dim is None and not self._read_dim():
+            return {}
         try:
             rows = self.conn.execute("SELECT hash, vec FROM vectors WHERE hash IN (SELECT value FROM json_each(?))",
                                      (json.dumps(list(hashes)),)).fetchall()
@@ -119,19 +125,43 @@ class VectorCache:
             raise self._error(err) from None
         return {h: np.frombuffer(vec, dtype=np.float32) for h, vec in rows if len(vec) == 4 * self.dim}
 
+    def known(self, hashes: Sequence[str]) -> set[str]:
+        """Those of `hashes` that have a cached vector."""
+        found: set[str] = set()
+        try:
+            for start in range(0, len(hashes), LOOKUP_BATCH):
+                found.update(h for (h,) in self.conn.execute(
+                    "SELECT hash FROM vectors WHERE hash IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(hashes[start:start + LOOKUP_BATCH])),)))
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
+        return found
+
     def put(self, hashes: Sequence[str], vectors: np.ndarray) -> int:
         """Store the vectors of `hashes` that are not cached yet, in one transaction; returns how many."""
         import numpy as np
 
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(hashes), self.dim)
+        if not len(hashes):
+            return 0
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(hashes), -1)
         try:
             with self._write():
+                self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('dim', ?)", (str(vectors.shape[1]),))
+                self._read_dim()
+                if self.dim != vectors.shape[1]:
+                    raise HhgError(f"the embedding cache {self.path or '(temporary)'} holds {self.dim}-dim "
+                                   f"{self.key} vectors, not {vectors.shape[1]}-dim ones; run `hhg cache clean`")
                 before = self.conn.total_changes
                 self.conn.executemany("INSERT OR IGNORE INTO vectors(hash, vec) VALUES (?, ?)",
                                       [(h, v.tobytes()) for h, v in zip(hashes, vectors)])
                 return self.conn.total_changes - before
         except sqlite3.DatabaseError as err:
             raise self._error(err) from None
+
+    def _read_dim(self) -> int | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+        self.dim = int(row[0]) if row else None
+        return self.dim
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
@@ -171,23 +201,39 @@ class CachedEmbed:
         hashes = [digest(t) for t in texts]
         found = self.cache.get(hashes)
         missing = [i for i, h in enumerate(hashes) if h not in found]
-        out = np.zeros((len(texts), self.cache.dim), dtype=np.float32)
-        for i, h in enumerate(hashes):
-            if h in found:
-                out[i] = found[h]
+        vectors = None
         if missing:
             if self._embed is None:
                 self._embed = self.load()
             done = len(texts) - len(missing)
             vectors = self._embed([texts[i] for i in missing],
                                   progress=(lambda n, _total: progress(done + n, len(texts))) if progress else None)
-            out[missing] = vectors
             self.cache.put([hashes[i] for i in missing], vectors)
         elif progress:
             progress(len(texts), len(texts))
+        out = np.zeros((len(texts), self.cache.dim or 0), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            if h in found:
+                out[i] = found[h]
+        if vectors is not None:
+            out[missing] = vectors
         self.embedded += len(missing)
         self.cached += len(texts) - len(missing)
         return out
+
+
+def open_shared(key: str, dim: int | None = None) -> tuple[VectorCache | None, str | None]:
+    """The shared store of `key` for `dim`-dimensional vectors (None: any), or None and why not: a build
+    goes on without it (a read-only home or a damaged store costs embedding time, not the build)."""
+    try:
+        cache = VectorCache.open(key)
+    except HhgError as err:
+        return None, f"{err}; building without the shared embedding cache"
+    if dim is not None and cache.dim not in (None, dim):
+        cache.close()
+        return None, (f"the shared embedding cache holds {cache.dim}-dim {key} vectors, the encoder makes {dim}-dim "
+                      "ones; building without it")
+    return cache, None
 
 
 def stores(folder: Path | None = None) -> list[CacheInfo]:
@@ -203,9 +249,10 @@ def stores(folder: Path | None = None) -> list[CacheInfo]:
                 count = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
             finally:
                 conn.close()
-            found.append(CacheInfo(path, meta.get("key", "?"), int(meta.get("dim", 0)), count, size))
+            found.append(CacheInfo(path, meta.get("key", "?"), int(meta["dim"]) if meta.get("dim") else None, count,
+                                   size))
         except sqlite3.DatabaseError:
-            found.append(CacheInfo(path, "(unreadable)", 0, 0, size))
+            found.append(CacheInfo(path, "(unreadable)", None, 0, size))
     return sorted(found, key=lambda info: -info.size_bytes)
 
 
