@@ -289,7 +289,6 @@ class _GroupRun:
         self.progress = progress
         self.key = targets[0].key
         self.pool: Pool | None = None
-        self.loads = 0
         self.holders: dict[str, list[tuple[Target, Window]]] = {}
         self.live: dict[int, list[str]] = {}       # chunk -> hashes sent (texts found)
 
@@ -400,7 +399,6 @@ class _GroupRun:
     def _pool(self) -> Pool:
         if self.pool is None:
             self.pool = self.open_pool(self.targets[0].choice)
-            self.loads = self.pool.loads
         return self.pool
 
     def _pool_embed(self) -> Callable[..., np.ndarray]:
@@ -418,6 +416,11 @@ class _GroupRun:
             self._close(target, exc)
         if self.pool is not None:
             self.pool.close()
+
+    @property
+    def loads(self) -> int:
+        """Encoders loaded for this group (none when everything was cached)."""
+        return self.pool.loads if self.pool is not None else 0
 
 
 def _stored_dim(store: Store) -> int | None:
