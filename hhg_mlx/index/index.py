@@ -155,7 +155,7 @@ class Index:
         batch at a time, in `embed.pending_windows` order, new windows from concurrent builds included.
         Returns how many were embedded; ModelUnavailable when the model cannot be loaded. Builds call it
         (or the background worker does); it takes no lock of its own."""
-        key = _vector_key(self._store.meta())
+        key = self.vector_key
         if not key:
             return 0
         encoder = self._query_encoder()
@@ -297,6 +297,12 @@ class Index:
             self._vectors, self._vectors_key = VectorMatrix.of_segments(segments), key
         return self._vectors
 
+    @property
+    def vector_key(self) -> str | None:
+        """What the index's vectors are keyed by in the embedding cache (model, task, precision); None
+        for a keyword-only index."""
+        return _vector_key(self._store.meta())
+
     def encoder_args(self) -> dict | None:
         """`load_encoder` keywords for the index's own model: model, task, and the backend and precision
         its vectors were made with; None for a keyword-only index. Front ends that load the model off
@@ -351,7 +357,7 @@ class Index:
     def embedding_status(self) -> EmbeddingStatus:
         """The embedding phase: state (none, running, done, stopped, failed), worker pid, blocks
         done/total, current rate and ETA, failure reason."""
-        return worker.embedding_status(self._store, _vector_key(self._store.meta()))
+        return worker.embedding_status(self._store, self.vector_key)
 
     def close(self) -> None:
         self._store.close()
