@@ -418,14 +418,18 @@ def _ray_pool(address: str):
     return ray_pool(address)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    folder = _existing(args.path)
+def covering_index(path: str):
+    """The open index at or above `path`; a one-line error when there is none."""
     from .index.index import Index
-    from .output import format_status
-    root = find_root(folder)
+    root = find_root(_existing(path))
     if root is None:
-        raise HhgError(f"no index at or above {args.path}; run `hhg build {args.path}`")
-    idx = Index.open(root)
+        raise HhgError(f"no index at or above {path}; run `hhg build {path}`")
+    return Index.open(root)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .output import format_status
+    idx = covering_index(args.path)
     try:
         status = idx.status()
         embedding = None if args.json else idx.embedding_status()     # with the token rate, for the text
@@ -440,14 +444,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .index.index import Index
-    folder = _existing(args.path)
-    root = find_root(folder)
-    if root is None:
-        raise HhgError(f"no index at or above {args.path}")
-    idx = Index.open(root)
+    idx = covering_index(args.path)
     try:
-        pid = idx.stop_worker()
+        pid, root = idx.stop_worker(), idx.root
     finally:
         idx.close()
     if not args.quiet:

@@ -84,7 +84,7 @@ def contents(root: Path) -> dict:
     store = Store.open(root)
     try:
         with Index.open(root) as idx:
-            key = idx.vector_key()
+            key = idx.vector_key
         files = sorted(store.conn.execute("SELECT path, hash, language, status FROM files"))
         blocks = sorted(store.conn.execute("SELECT f.path, b.start_line, b.end_line, b.kind, b.name, b.hash "
                                            "FROM blocks b JOIN files f ON f.id = b.file_id"))

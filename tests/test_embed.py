@@ -134,7 +134,7 @@ def embed_some(idx, enc, names):
     store = idx._store
     rows = store.conn.execute("SELECT b.name, w.hash, b.text FROM windows w JOIN blocks b ON b.id = w.block_id").fetchall()
     chosen = [(h, text) for name, h, text in rows if name in names]
-    key = index_module._vector_key(store.meta())
+    key = idx.vector_key
     with store.transaction():
         store.set_meta(dim=enc.dim)
         store.put_embeddings(key, [h for h, _ in chosen], enc.embed_documents([t for _, t in chosen]))
@@ -186,7 +186,7 @@ def test_new_vectors_reach_a_long_lived_reader_batch_by_batch(tmp_path, monkeypa
         return enc.embed_documents(texts, progress)
 
     writer = Index.open(root, encoder=enc)
-    embed_missing(writer._store, index_module._vector_key(writer._store.meta()), embed_and_look, enc.dim)
+    embed_missing(writer._store, writer.vector_key, embed_and_look, enc.dim)
     total = reader._store.count("blocks")
     assert seen[0] == 0 and seen == sorted(set(seen)) and len(seen) >= math.ceil(total / 3)   # each batch seen
     assert len(reader.search("alpha", mode="semantic", k=100)) == total
@@ -207,9 +207,9 @@ def test_windows_added_during_embedding_are_embedded_too(tmp_path, monkeypatch, 
         calls.append(list(texts))
         return enc.embed_documents(texts, progress)
 
-    key = index_module._vector_key(idx._store.meta())
+    key = idx.vector_key
     embedded = embed_missing(idx._store, key, embed, enc.dim)
     texts = [t for call in calls for t in call]
     assert [t for t in texts if "late_arrival" in t] == ["def late_arrival():\n    return 1"]
     assert embedded == len(texts) == len(set(texts))
-    assert idx._store.meta()["embedded"] == key and not idx._store.has_missing(key)
+    assert idx._store.meta()["embedded"] == key and pending_windows(idx._store, key) == []

@@ -259,6 +259,25 @@ def test_stop_holds_the_worker_until_the_next_build(repos, env):
     assert re.search(rf"^embedding [\d,]+ blocks in the background \(pid {resumed['pid']}\)", build.stdout, re.M)
 
 
+def test_build_wait_takes_over_from_the_worker_and_returns_complete(repos, env, tmp_path):
+    repo = repos()
+    assert run_hhg("build", "-q", "--model", "stub-slow", cwd=repo, env=env).returncode == 0
+    wait_for(lambda: committed(repo) >= BATCH, what="a committed batch")
+    background = status(repo, env)["pid"]
+    env = {**env, "HHG_STUB_DELAY": "0"}
+    waited = run_hhg("build", "--wait", cwd=repo, env=env)
+    assert waited.returncode == 0 and "in the background" not in waited.stdout
+    assert not worker.alive(background)
+    done = status(repo, env)
+    assert (done["state"], done["pid"], done["done"]) == ("done", None, done["total"])
+    texts = {pid: {line.split()[2] for line in stub_log(tmp_path / "stub.log") if line.startswith(f"{pid} text ")}
+             for pid in embedded_by(tmp_path / "stub.log")}
+    foreground = next(pid for pid in texts if pid != background)
+    assert set(texts) == {background, foreground} and len(texts[background]) >= BATCH
+    assert len(texts[foreground] & texts[background]) <= BATCH     # at most the batch the stop cut short, again
+    assert_every_window_has_its_vector(repo)
+
+
 @pytest.mark.parametrize("switch", ["HHG_BACKGROUND=0", "--no-background"])
 def test_background_off_embeds_in_the_foreground_as_before(repos, env, tmp_path, switch):
     repo = repos()

@@ -219,7 +219,7 @@ def _target(result: IndexResult) -> Target | None:
     """The embedding target of the index at `result.root`; None when no window needs a vector."""
     with Index.open(result.root) as idx:
         result.root = str(idx.root)
-        key, pending = idx.vector_key(), idx.pending()
+        key, pending = idx.vector_key, idx.pending()
         return Target(result, key, idx.model_choice(), pending) if pending else None
 
 

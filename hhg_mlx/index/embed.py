@@ -116,30 +116,32 @@ def embed_missing(store: Store, model: str, embed: Embed, dim: int, report: Repo
         store.set_meta(dim=dim)
     if store.meta().get("snapshot_model") != model:
         store.save_snapshot(model, dim)          # the base the batches append to
-    rate = Rate()
-    embedded = total = 0
-    while True:
-        pending = pending_windows(store, model)
-        if not pending:
-            with store.transaction():
-                if store.has_missing(model):     # (a build added windows since: go on)
-                    continue
-                store.set_meta(embedded=model, updated_at=time.time())
-            break
+    rate, embedded = Rate(), 0
+    while (pending := pending_windows(store, model)) or not _mark_complete(store, model):
         total = embedded + len(pending)
-        report("embed", embedded, total)
         for start in range(0, len(pending), EMBED_BATCH):
-            batch, started = pending[start:start + EMBED_BATCH], time.perf_counter()
-            texts = window_texts(store, batch)
-            live = [i for i, text in enumerate(texts) if text is not None]
-            texts = [texts[i] for i in live]
-            done = embedded
-            vectors = embed(texts, progress=lambda n, _total: report("embed", done + n, total)) if texts else None
-            tokens = sum(map(len, tokenize(texts))) if tokenize and texts else None
-            if texts:
-                write_batch(store, model, [batch[i].hash for i in live], vectors, embed_attempts=0,
-                            **rate.add(time.perf_counter() - started, len(texts), tokens))
-            embedded += len(texts)
             report("embed", embedded, total)
+            started, batch = time.perf_counter(), pending[start:start + EMBED_BATCH]
+            texts = window_texts(store, batch)
+            live = [i for i, text in enumerate(texts) if text is not None]     # (blocks deleted meanwhile)
+            if not live:
+                continue
+            texts, done = [texts[i] for i in live], embedded
+            vectors = embed(texts, progress=lambda n, _total: report("embed", done + n, total))
+            tokens = sum(map(len, tokenize(texts))) if tokenize else None
+            write_batch(store, model, [batch[i].hash for i in live], vectors, embed_attempts=0,
+                        **rate.add(time.perf_counter() - started, len(texts), tokens))
+            embedded += len(texts)
+        report("embed", embedded, total)
     store.save_snapshot(model, dim)
     return embedded
+
+
+def _mark_complete(store: Store, model: str) -> bool:
+    """Mark the index fully embedded for `model`, unless a build added windows meanwhile (checked inside
+    the write transaction, so none slips in between)."""
+    with store.transaction():
+        if pending_windows(store, model):
+            return False
+        store.set_meta(embedded=model, updated_at=time.time())
+        return True

@@ -159,7 +159,7 @@ class Index:
         others embedded and added to it. Returns how many windows the encoder embedded; ModelUnavailable
         when the model cannot be loaded. Builds call it (or the background worker does); it takes no lock
         of its own."""
-        key = self.vector_key()
+        key = self.vector_key
         if not key:
             return 0
         encoder = self._query_encoder()
@@ -183,12 +183,8 @@ class Index:
     @_sqlite_errors
     def pending(self) -> list[Window]:
         """The windows still without a vector for the index's model, one per text, in embedding order."""
-        key = self.vector_key()
+        key = self.vector_key
         return pending_windows(self._store, key) if key and self._store.meta().get("embedded") != key else []
-
-    def vector_key(self) -> str | None:
-        """What the index's vectors are keyed by (model, task, precision); None for a keyword-only index."""
-        return _vector_key(self._store.meta())
 
     @_sqlite_errors
     def stop_worker(self) -> int | None:
@@ -320,6 +316,12 @@ class Index:
             self._vectors, self._vectors_key = VectorMatrix.of_segments(segments), key
         return self._vectors
 
+    @property
+    def vector_key(self) -> str | None:
+        """What the index's vectors are keyed by in the embedding cache (model, task, precision); None
+        for a keyword-only index."""
+        return _vector_key(self._store.meta())
+
     def encoder_args(self) -> dict | None:
         """`load_encoder` keywords for the index's own model: model, task, and the backend and precision
         its vectors were made with; None for a keyword-only index. Front ends that load the model off
@@ -390,7 +392,7 @@ class Index:
     def embedding_status(self) -> EmbeddingStatus:
         """The embedding phase: state (none, running, done, stopped, failed), worker pid, blocks
         done/total, current rate and ETA, failure reason."""
-        return worker.embedding_status(self._store, _vector_key(self._store.meta()))
+        return worker.embedding_status(self._store, self.vector_key)
 
     def close(self) -> None:
         self._store.close()

@@ -320,12 +320,6 @@ class Store:
             (model, json.dumps(hashes)))}
         return set(hashes) - have
 
-    def has_missing(self, model: str) -> bool:
-        """Whether some window has no vector for `model`."""
-        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM windows w WHERE NOT EXISTS "
-                                 "(SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = w.hash))",
-                                 (model,)).fetchone()[0] == 1
-
     def embedding_counts(self, model: str) -> tuple[int, int, int]:
         """(blocks, blocks with a vector for every window, windows without a vector) for `model`."""
         blocks, done, missing = self.conn.execute(

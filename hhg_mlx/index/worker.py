@@ -93,7 +93,7 @@ def running_pid(meta: dict[str, str]) -> int | None:
 
 def alive(pid: int) -> bool:
     """Whether process `pid` runs (a zombie does not)."""
-    _children[:] = [p for p in _children if p.poll() is None]
+    _reap()
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,6 +129,7 @@ def embedding_status(store: Store, model: str | None) -> EmbeddingStatus:
 def start(store: Store, root: Path) -> int | None:
     """Start the worker for the index at `root` unless one runs, background embedding is off, `hhg stop`
     held it or it failed. Returns the new worker's pid, or None. The caller knows windows are missing."""
+    _reap()
     meta = store.meta()
     if not background_enabled() or meta.get("embed_held") or meta.get("embed_state") == "failed":
         return None
@@ -210,6 +211,11 @@ def foreground(store: Store, root: Path) -> Iterator[None]:
         record(store, embed_state="done")
     finally:
         os.close(fd)
+
+
+def _reap() -> None:
+    """Collect the exit status of this process's finished workers (no zombies in a long-lived caller)."""
+    _children[:] = [p for p in _children if p.poll() is None]
 
 
 def _lock(root: Path, store: Store) -> int | None:
