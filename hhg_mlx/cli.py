@@ -393,7 +393,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _build_paths(args: argparse.Namespace) -> list[str]:
-    """The folders of `hhg build`: the PATH arguments, then those listed in --from (default: .)."""
+    """The folders of `hhg build`: the PATH arguments, then those listed in --from (default: .), each once."""
     paths = list(args.paths)
     if args.from_file:
         try:
@@ -406,7 +406,10 @@ def _build_paths(args: argparse.Namespace) -> list[str]:
         paths += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         if not paths:
             raise HhgError(f"{args.from_file} lists no folders")
-    return paths or ["."]
+    unique: dict[str, str] = {}
+    for path in paths or ["."]:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
 
 
 def _ray_pool(address: str):

@@ -70,6 +70,15 @@ def make_repos(base: Path, own: int = 3) -> list[Path]:
     return roots
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[Path]:
+    """The three repositories of `make_repos`, each built on its own with the library (what a batch must equal)."""
+    roots = make_repos(tmp_path_factory.mktemp("reference"))
+    for root in roots:
+        Index.build(root, **FP32).close()
+    return roots
+
+
 def copies(roots: list[Path], base: Path) -> list[Path]:
     """Fresh copies of `roots` (without their indexes) under `base`."""
     out = []

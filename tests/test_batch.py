@@ -7,10 +7,9 @@ from collections import Counter
 
 import pytest
 
-from batch_fixtures import FP32, contents, copies, make_repos, needs_minilm, results, window_texts
+from batch_fixtures import FP32, contents, copies, needs_minilm, reference, results, window_texts  # noqa: F401
 from hhg_mlx.index import batch
 from hhg_mlx.index.batch import LocalPool, build_many
-from hhg_mlx.index.index import Index
 from hhg_mlx.index.store import BuildLock, digest
 
 pytestmark = needs_minilm
@@ -40,20 +39,11 @@ def recording():
     return RecordingPool
 
 
-@pytest.fixture(scope="module")
-def separate(tmp_path_factory):
-    """The three repositories, each built on its own (the reference)."""
-    roots = make_repos(tmp_path_factory.mktemp("separate"))
-    for root in roots:
-        Index.build(root, **FP32).close()
-    return roots
-
-
-def test_a_batch_embeds_each_shared_text_once_and_equals_separate_builds(tmp_path, separate, recording):
-    roots = copies(separate, tmp_path)
+def test_a_batch_embeds_each_shared_text_once_and_equals_separate_builds(tmp_path, reference, recording):
+    roots = copies(reference, tmp_path)
     result = build_many(roots, **FP32, open_pool=recording)
 
-    texts = [window_texts(root) for root in separate]
+    texts = [window_texts(root) for root in reference]
     unique = {h: t for per_index in texts for h, t in per_index.items()}
     assert sum(map(len, texts)) > len(unique)                       # the fork shares texts with the origin
     assert result.to_json()["texts"] == {"total": sum(map(len, texts)), "unique": len(unique),
@@ -64,7 +54,7 @@ def test_a_batch_embeds_each_shared_text_once_and_equals_separate_builds(tmp_pat
     assert len(pool.chunks) == 1 and len(unique) <= batch.EMBED_BATCH   # one batch across the three indexes
     assert result.loads == 1 and result.failed == []
 
-    for built, reference in zip(roots, separate):
+    for built, reference in zip(roots, reference):
         got, want = contents(built), contents(reference)
         assert got == want and len(got["vectors"]) == len(window_texts(reference))
         assert results(built) == results(reference)
@@ -74,10 +64,10 @@ def test_a_batch_embeds_each_shared_text_once_and_equals_separate_builds(tmp_pat
                          "blocks": len(want["blocks"]), "vectors": want["windows"]}
 
 
-def test_chunks_cross_index_boundaries_and_owners_get_their_vectors_per_chunk(tmp_path, separate, recording,
+def test_chunks_cross_index_boundaries_and_owners_get_their_vectors_per_chunk(tmp_path, reference, recording,
                                                                               monkeypatch):
     monkeypatch.setattr(batch, "EMBED_BATCH", 16)
-    roots = copies(separate, tmp_path)
+    roots = copies(reference, tmp_path)
     result = build_many(roots, **FP32, open_pool=recording)
     (pool,) = recording.made
     owner = {}
@@ -88,31 +78,31 @@ def test_chunks_cross_index_boundaries_and_owners_get_their_vectors_per_chunk(tm
     assert [len(chunk) for chunk in pool.chunks[:-1]] == [16] * (len(pool.chunks) - 1)
     assert any(len(span) > 1 for span in spans)                      # a chunk held texts of two indexes
     assert result.texts.embedded == sum(map(len, pool.chunks)) == result.texts.unique
-    for built, reference in zip(roots, separate):
+    for built, reference in zip(roots, reference):
         assert contents(built) == contents(reference)
 
 
-def test_the_shared_cache_makes_a_fresh_copy_cost_nothing(tmp_path, separate, monkeypatch, recording):
+def test_the_shared_cache_makes_a_fresh_copy_cost_nothing(tmp_path, reference, monkeypatch, recording):
     monkeypatch.setenv("HHG_SHARED_CACHE", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    first = build_many(copies(separate, tmp_path / "first"), **FP32)
+    first = build_many(copies(reference, tmp_path / "first"), **FP32)
     assert first.texts.embedded == first.texts.unique > 0
 
-    fresh = copies(separate[:2], tmp_path / "fresh")                 # no .hhg: a new clone, a new fork
+    fresh = copies(reference[:2], tmp_path / "fresh")                 # no .hhg: a new clone, a new fork
     again = build_many(fresh, **FP32, open_pool=recording)
     assert again.to_json()["texts"] == {"total": again.texts.total, "unique": again.texts.unique, "embedded": 0,
                                         "cached": again.texts.unique}
     assert again.loads == 0 and recording.made == []                 # not even a model load
-    for built, reference in zip(fresh, separate):
+    for built, reference in zip(fresh, reference):
         assert contents(built) == contents(reference)
         assert results(built) == results(reference)
 
-    off = build_many(copies(separate[:1], tmp_path / "off"), **FP32, shared_cache=False)
+    off = build_many(copies(reference[:1], tmp_path / "off"), **FP32, shared_cache=False)
     assert off.texts.embedded == off.texts.unique and off.texts.cached == 0
 
 
-def test_a_missing_or_locked_repository_fails_alone(tmp_path, separate):
-    roots = copies(separate, tmp_path)
+def test_a_missing_or_locked_repository_fails_alone(tmp_path, reference):
+    roots = copies(reference, tmp_path)
     missing = tmp_path / "gone"
     with BuildLock(roots[1]):                                        # another build holds the fork
         result = build_many([roots[0], missing, roots[1], roots[2]], **FP32)
@@ -123,17 +113,17 @@ def test_a_missing_or_locked_repository_fails_alone(tmp_path, separate):
                                    "finish and try again")
     assert entries[2]["files"] == entries[2]["vectors"] == 0
     for i in (0, 2):
-        assert contents(roots[i]) == contents(separate[i])
+        assert contents(roots[i]) == contents(reference[i])
 
 
-def test_a_new_model_is_recorded_once_per_index_and_loaded_once(tmp_path, separate, recording):
+def test_a_new_model_is_recorded_once_per_index_and_loaded_once(tmp_path, reference, recording):
     """Indexes built keyword-only join the batch's model; later runs keep it without --model."""
-    roots = copies(separate, tmp_path)
+    roots = copies(reference, tmp_path)
     plain = build_many(roots)
     assert plain.texts.total == 0 and plain.loads == 0
     assert all(entry["vectors"] == 0 and entry["blocks"] > 0 for entry in plain.to_json()["indexes"])
     build_many(roots, **FP32, open_pool=recording)
     again = build_many(roots, open_pool=recording)
     assert len(recording.made) == 1 and again.texts.total == 0
-    for built, reference in zip(roots, separate):
+    for built, reference in zip(roots, reference):
         assert contents(built) == contents(reference)

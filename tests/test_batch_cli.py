@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from batch_fixtures import FP32, MINILM, contents, copies, make_repos, module, needs_minilm, window_texts
+from batch_fixtures import MINILM, contents, copies, module, needs_minilm, reference, window_texts  # noqa: F401
 from cli_fixtures import HHG, SOURCE_ROOT, assert_one_line_error, env_for, run_hhg
 from hhg_mlx.cli import main
 from hhg_mlx.index.index import Index
@@ -25,15 +25,6 @@ MODEL = ["--model", str(MINILM), "--backend", "onnx", "--precision", "fp32"]
 def env(tmp_path) -> dict[str, str]:
     """The CLI environment with the shared cache on, in this test's own cache folder."""
     return {**env_for(tmp_path), "HHG_SHARED_CACHE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The three repositories, each built on its own with the library."""
-    roots = make_repos(tmp_path_factory.mktemp("reference"))
-    for root in roots:
-        Index.build(root, **FP32).close()
-    return roots
 
 
 def check_summary(summary: dict) -> None:
@@ -52,7 +43,7 @@ def check_summary(summary: dict) -> None:
 def test_json_from_a_list_and_a_missing_repository(tmp_path, env, reference):
     roots = copies(reference, tmp_path)
     listing = tmp_path / "repos.txt"
-    listing.write_text(f"# repositories\n{roots[1]}\n\n{tmp_path / 'gone'}\n{roots[2]}\n")
+    listing.write_text(f"# repositories\n{roots[1]}\n\n{tmp_path / 'gone'}\n{roots[0]}/.\n{roots[2]}\n")   # (a repeat)
     proc = run_hhg("build", str(roots[0]), "--from", str(listing), "--json", "--wait", *MODEL, cwd=tmp_path,
                    env=env, timeout=300)
     assert_one_line_error(proc)                                      # exit 2, one line for the missing one
@@ -196,3 +187,33 @@ def test_ray_without_the_extra_is_a_one_line_error(tmp_path, monkeypatch, capsys
     assert main(["build", str(tmp_path), "--ray", "auto"]) == 2
     assert capsys.readouterr().err == "hhg: --ray needs Ray, which is not installed: pip install 'hhg[ray]'\n"
     assert not (tmp_path / ".hhg").exists()
+
+
+def test_a_batch_without_wait_embeds_in_one_background_process(tmp_path):
+    """The keyword indexes are there when the command returns; one detached process (not one worker per
+    index) then embeds every distinct text once, with one encoder (the stub of tests/stub_site)."""
+    from collections import Counter
+
+    from cli_fixtures import worker_env
+    from engine_fixtures import make_repo
+    from hhg_mlx.index import worker
+
+    env = worker_env(tmp_path, delay=0.002)
+    roots = [make_repo(tmp_path / name, {}, fillers=12) for name in ("one", "two")]   # the same fillers twice
+    proc = run_hhg("build", *map(str, roots), "--model", "stub-slow", cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    line = proc.stdout.splitlines()[2]
+    assert line.startswith("embedding in the background (pid ") and line.endswith("shows how far each index is")
+    pid = int(line.split("pid ")[1].split(")")[0])
+    deadline = time.monotonic() + 120
+    while worker.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not worker.alive(pid)
+    log = (tmp_path / "stub.log").read_text().splitlines()
+    texts = Counter(line.split()[2] for line in log if " text " in line)
+    assert {int(line.split()[0]) for line in log} == {pid} and max(texts.values()) == 1
+    for root in roots:
+        with Index.open(root) as idx:
+            status = idx.status()
+            assert status["embedding"]["state"] == "done" and status["vectors"] == idx._store.count("windows")
+    assert len(texts) == len({h for root in roots for h in window_texts(root)})

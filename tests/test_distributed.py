@@ -7,11 +7,10 @@ from collections import Counter
 
 import pytest
 
-from batch_fixtures import FP32, contents, copies, make_repos, needs_minilm, results
+from batch_fixtures import FP32, contents, copies, needs_minilm, reference, results  # noqa: F401
 from hhg_mlx.errors import HhgError
 from hhg_mlx.index import batch
 from hhg_mlx.index.batch import build_many
-from hhg_mlx.index.index import Index
 
 ray = pytest.importorskip("ray")
 pytestmark = needs_minilm
@@ -22,14 +21,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    roots = make_repos(tmp_path_factory.mktemp("reference"))
-    for root in roots:
-        Index.build(root, **FP32).close()
-    return roots
 
 
 class Pools:

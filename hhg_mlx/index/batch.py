@@ -250,13 +250,13 @@ def embed_targets(targets: list[Target], texts: TextCounts, repos: int, *, share
     groups: dict[str, list[Target]] = {}
     for target in targets:
         groups.setdefault(target.key, []).append(target)
-    finished = [repos - len(targets)]
+    progress = _Progress(report, repos, finished=repos - len(targets))
     for key, group in groups.items():
         cache, problem = open_shared(key) if _shared_cache(shared_cache) else (None, None)
         if problem:
             group[0].result.notices.append(problem)
         with cache or VectorCache.temporary(key) as store:
-            run = _GroupRun(group, store, texts, open_pool, _Progress(report, finished, repos))
+            run = _GroupRun(group, store, texts, open_pool, progress)
             with run:
                 try:
                     run.run()
@@ -270,12 +270,12 @@ def embed_targets(targets: list[Target], texts: TextCounts, repos: int, *, share
 class _Progress:
     """The batch's embedding progress: texts embedded of the texts to embed, and indexes finished."""
 
-    def __init__(self, report: BatchProgress, finished: list[int], repos: int) -> None:
-        self.report, self.finished, self.repos = report, finished, repos
+    def __init__(self, report: BatchProgress, repos: int, finished: int) -> None:
+        self.report, self.repos, self.finished = report, repos, finished
         self.done = self.total = 0
 
     def __call__(self, within: int = 0) -> None:
-        note = f"{self.finished[0]}/{self.repos} repos" if self.repos > 1 else ""
+        note = f"{self.finished}/{self.repos} repos" if self.repos > 1 else ""
         self.report("embed", self.done + within, self.total, note)
 
 
@@ -305,7 +305,7 @@ class _GroupRun:
         needed_by = [{id(t) for h in hashes for t, _ in self.holders[h]} for hashes in chunks]
         for target in self.targets:
             target.waiting = sum(id(target) in needing for needing in needed_by)
-        self.progress.total = len(stream)
+        self.progress.total += len(stream)
         self.progress()
         for target in self.targets:
             if not target.waiting:
@@ -365,7 +365,7 @@ class _GroupRun:
             self._guard(target, lambda: embed_missing(target.store, self.key, embed, dim))
             self.texts.embedded += embed.embedded
         self._close(target)
-        self.progress.finished[0] += 1
+        self.progress.finished += 1
         self.progress()
 
     def _open(self, target: Target) -> bool:
