@@ -217,3 +217,37 @@ def test_a_batch_without_wait_embeds_in_one_background_process(tmp_path):
             status = idx.status()
             assert status["embedding"]["state"] == "done" and status["vectors"] == idx._store.count("windows")
     assert len(texts) == len({h for root in roots for h in window_texts(root)})
+
+
+def test_a_file_fails_alone_as_not_a_folder(tmp_path):
+    from engine_fixtures import make_repo
+    from hhg_mlx.index.batch import build_many
+
+    repo = make_repo(tmp_path / "repo", {}, fillers=2)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a repository\n")
+    result = build_many([notes, repo])
+    assert [(e["ok"], e["error"]) for e in result.to_json()["indexes"]] == [(False, f"{notes}: not a folder"),
+                                                                            (True, None)]
+    assert result.indexes[1].files == 2 and result.loads == 0
+
+
+def test_one_progress_line_counts_texts_and_repositories(tmp_path):
+    import io
+
+    from engine_fixtures import StubEncoder, make_repo
+    from hhg_mlx.index.batch import build_many
+    from hhg_mlx.progress import ProgressBar
+
+    roots = [make_repo(tmp_path / name, {f"{name}.py": f"def only_in_{name}():\n    return 1\n"}, fillers=6)
+             for name in ("a", "b", "c")]
+    calls = []
+    result = build_many(roots, encoder=StubEncoder(), progress=lambda *call: calls.append(call))
+    unique = result.texts.unique
+    assert {c[3] for c in calls if c[0] == "extract"} == {"repo 1/3", "repo 2/3", "repo 3/3"}
+    embed = [c for c in calls if c[0] == "embed"]
+    assert embed[0] == ("embed", 0, unique, "0/3 repos") and embed[-1] == ("embed", unique, unique, "3/3 repos")
+    assert [c[1] for c in embed] == sorted(c[1] for c in embed)
+
+    bar = ProgressBar(io.StringIO(), enabled=True)
+    assert bar.render("embed", 400, 1000, 2.0, "3/19 repos").endswith(" 400/1,000  3/19 repos  200 blocks/s  ETA 0:03")

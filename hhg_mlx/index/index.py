@@ -432,7 +432,7 @@ def clean(path: str | Path, recursive: bool = False) -> list[Path]:
 def _directory(root: str | Path) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise IndexNotFound(f"{root}: no such directory")
+        raise IndexNotFound(f"{root}: not a folder" if path.exists() else f"{root}: no such directory")
     return path.resolve()
 
 
