@@ -163,7 +163,8 @@ def _list_parser() -> argparse.ArgumentParser:
 
 def _stop_parser() -> argparse.ArgumentParser:
     p = _path_parser("stop", "Stop the background embedding worker of the index that covers PATH. It stays "
-                     "stopped (searches use the blocks embedded so far) until the next `hhg build`.")
+                     "stopped (searches use the blocks embedded so far) until the next `hhg build`. "
+                     "Exit status 1 when no worker was running.")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     return p
 
