@@ -383,8 +383,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         import json
         print(json.dumps(result.to_json()))
-    for notice in dict.fromkeys(n for r in result.indexes for n in r.notices):
-        if not args.quiet:
+    if not args.quiet:
+        for notice in dict.fromkeys(n for r in result.indexes for n in r.notices):
             eprint(notice)
     for failed in result.failed:
         eprint(failed.error)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from .errors import ConfigUnreadable
@@ -34,6 +33,8 @@ def read_config() -> dict:
 
 def write_config(config: dict) -> None:
     """Replace the config file atomically (write a temporary file next to it, then rename)."""
+    import tempfile     # here: reading the config (every build) does not need it
+
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".json")
@@ -47,9 +48,11 @@ def write_config(config: dict) -> None:
         raise
 
 
-def shared_cache_enabled() -> bool:
-    """Whether builds use the per-user embedding cache: `HHG_SHARED_CACHE` when set, else the config's
-    `shared_cache` (default true)."""
+def shared_cache_enabled(use: bool | None = None) -> bool:
+    """Whether a build uses the per-user embedding cache: `use` when given (`--no-shared-cache`), else
+    `HHG_SHARED_CACHE` when set, else the config's `shared_cache` (default true)."""
+    if use is not None:
+        return use
     value = os.environ.get(SHARED_CACHE_ENV)
     if value is not None and value.strip():
         return value.strip().lower() not in _OFF

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
+from ..config import shared_cache_enabled
 from ..errors import HhgError, ModelUnavailable
 from ..paths import cache_dir
 from . import worker
@@ -244,15 +245,13 @@ def embed_targets(targets: list[Target], texts: TextCounts, repos: int, *, share
     """The embedding phase of `targets`, one pool per vector key; `texts` counts what it did, `repos` is
     the batch's size (for the progress note). Returns the encoders loaded. A model that cannot be loaded
     leaves its indexes keyword-searchable, with a notice (as a single build does)."""
-    from .index import _shared_cache
-
     loads = 0
     groups: dict[str, list[Target]] = {}
     for target in targets:
         groups.setdefault(target.key, []).append(target)
     progress = _Progress(report, repos, finished=repos - len(targets))
     for key, group in groups.items():
-        cache, problem = open_shared(key) if _shared_cache(shared_cache) else (None, None)
+        cache, problem = open_shared(key) if shared_cache_enabled(shared_cache) else (None, None)
         if problem:
             group[0].result.notices.append(problem)
         with cache or VectorCache.temporary(key) as store:

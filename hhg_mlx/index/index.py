@@ -25,7 +25,6 @@ from .build import BuildProgress, BuildStats, run, scan, skip_counts
 from .embed import Window, embed_missing, pending_windows
 from .store import (DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path,
                     remove_database)
-from .vector_cache import CachedEmbed, open_shared
 from .worker import EmbeddingStatus
 
 if TYPE_CHECKING:
@@ -159,6 +158,9 @@ class Index:
         others embedded and added to it. Returns how many windows the encoder embedded; ModelUnavailable
         when the model cannot be loaded. Builds call it (or the background worker does); it takes no lock
         of its own."""
+        from ..config import shared_cache_enabled
+        from .vector_cache import CachedEmbed, open_shared
+
         key = self.vector_key
         if not key:
             return 0
@@ -166,7 +168,7 @@ class Index:
         if encoder is None:
             raise ModelUnavailable(self._encoder_error)
         cache = None
-        if _shared_cache(shared_cache):
+        if shared_cache_enabled(shared_cache):
             cache, problem = open_shared(key, encoder.dim)
             if problem:
                 self._notice(problem)
@@ -438,12 +440,6 @@ def _directory(root: str | Path) -> Path:
 
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
-
-
-def _shared_cache(use: bool | None) -> bool:
-    """Whether to use the per-user embedding cache: `use`, or the configuration when None."""
-    from ..config import shared_cache_enabled
-    return shared_cache_enabled() if use is None else use
 
 
 def encoder_args(choice: dict) -> dict:
