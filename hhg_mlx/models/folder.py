@@ -99,11 +99,18 @@ def architecture_from_config(config: dict) -> str | None:
     model_type = config.get("model_type")
     if model_type in ("qwen2", "qwen3"):
         return model_type
-    if config.get("position_embedding_type") == "alibi" or "jina-bert" in json.dumps(config.get("auto_map", {})):
+    jina = "jina-bert" in json.dumps(config.get("auto_map", {})) or any(
+        str(name).startswith("JinaBert") for name in config.get("architectures") or ())
+    if config.get("position_embedding_type") == "alibi" or jina:
         return "jinabert"
     if model_type == "bert":
         return "bert"
     return None
+
+
+def is_cross_encoder(config: dict) -> bool:
+    """config.json names a `*ForSequenceClassification` architecture: a cross-encoder reranker."""
+    return any(str(name).endswith("ForSequenceClassification") for name in config.get("architectures") or ())
 
 
 def model_architecture(settings: FolderSettings, info: ModelInfo | None) -> str:

@@ -1,0 +1,74 @@
+"""The Reranker protocol and what every cross-encoder backend shares: pair tokenisation with the
+model's own post-processor (special tokens and token type ids as its `tokenizer.json` says; only the
+document is cut, "only_second"), token-budget batching, raw logits. Backends (MLX models, ONNX
+Runtime) only implement `_forward`. The reranking step of a search is `hhg_mlx/rerank.py`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+import numpy as np
+
+from .encoder import TokenizedModel, pad_batch, token_budget_batches
+from .errors import QueryTooLong, UnsupportedModel
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding
+
+
+class Reranker(Protocol):
+    max_length: int
+    backend: str
+    model_id: str
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray: ...
+    def score_ids(self, input_ids: np.ndarray, token_type_ids: np.ndarray,
+                  attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+def check_one_logit(classifier_shape: Sequence[int] | None, model: str) -> None:
+    """A cross-encoder's `classifier.weight` must give one relevance logit. The label count comes from
+    the weight's shape, not config.json (jina-reranker-v1's config has no `id2label`, MODELS.md §6)."""
+    if classifier_shape is None:
+        raise UnsupportedModel(f"{model} has no classifier.weight: not a cross-encoder checkpoint")
+    if classifier_shape[0] != 1:
+        raise UnsupportedModel(f"{model}'s classifier gives {classifier_shape[0]} logits; "
+                               "hhg rerankers read one relevance logit")
+
+
+class PairScorer(TokenizedModel):
+    """Base of every reranker backend: (query, document) pairs → tokens and type ids → budgeted
+    batches → `_forward` → one raw logit per document, in input order."""
+
+    def __init__(self, tokenizer, spec, token_budget: int = 8192) -> None:
+        super().__init__(tokenizer, spec, token_budget, truncation="only_second")
+
+    def _forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """(B,) raw logits."""
+        raise NotImplementedError
+
+    def score_ids(self, input_ids: np.ndarray, token_type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """(B,) float32 raw logits of already tokenised pairs, right- or left-padded."""
+        logits = self._forward(np.asarray(input_ids), np.asarray(token_type_ids), np.asarray(attention_mask))
+        return np.asarray(logits, dtype=np.float32).reshape(-1)
+
+    def tokenize_pairs(self, query: str, documents: Sequence[str]) -> list[Encoding]:
+        """`tokenizer.encode(query, document)` for each document, documents cut to fit `max_length`."""
+        specials = self.tokenizer.post_processor.num_special_tokens_to_add(True) if self.tokenizer.post_processor else 0
+        query_tokens = len(self.tokenizer.encode(query, add_special_tokens=False).ids)
+        if query_tokens + specials >= self.max_length:
+            raise QueryTooLong(f"the query is {query_tokens} tokens long; the reranker {self.model_id} reads at most "
+                               f"{self.max_length} tokens of query and document together")
+        return self.tokenizer.encode_batch([(query, document) for document in documents])
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """(len(documents),) float32 raw logits, in input order; higher is more relevant."""
+        out = np.zeros(len(documents), dtype=np.float32)
+        if not documents:
+            return out
+        pairs = self.tokenize_pairs(query, documents)
+        for batch in token_budget_batches([len(pair.ids) for pair in pairs], self.token_budget):
+            ids, mask = pad_batch([pairs[i].ids for i in batch], self.spec.pad_token_id)
+            types, _ = pad_batch([pairs[i].type_ids for i in batch], 0)
+            out[batch] = self.score_ids(ids, types, mask)
+        return out
