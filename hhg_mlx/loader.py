@@ -145,21 +145,22 @@ def _find(model: str, kind: str, backend: str, dtype: str, quantize: int | None,
         _check_kind(model, info.kind, kind)
     folder = resolve_model(model, download=download)
     settings = read_settings(folder)
-    _check_kind(model, "reranker" if is_cross_encoder(settings.config) else "embedding", kind)
+    _check_kind(model, "reranker" if is_cross_encoder(settings.config) else "embedding", kind,
+                " (its config.json names no *ForSequenceClassification architecture)")
     architecture = model_architecture(settings, info)
     chosen = choose_backend(backend, architecture, folder)
     model_id = model if info or not Path(model).expanduser().is_dir() else str(folder)
     return _Found(info, folder, settings, architecture, chosen, model_id)
 
 
-def _check_kind(model: str, found: str, wanted: str) -> None:
+def _check_kind(model: str, found: str, wanted: str, evidence: str = "") -> None:
+    """Raise `UnsupportedModel` when `model` is of kind `found` and the caller wants the other kind."""
     if found == wanted:
         return
     if found == "reranker":
         raise UnsupportedModel(f"{model} is a cross-encoder reranker, not an embedding model; "
                                "use it with --rerank (Python: load_reranker)")
-    raise UnsupportedModel(f"{model} is an embedding model, not a cross-encoder reranker "
-                           "(its config.json names no *ForSequenceClassification architecture)")
+    raise UnsupportedModel(f"{model} is an embedding model, not a cross-encoder reranker{evidence}")
 
 
 def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None,
