@@ -63,12 +63,17 @@ class PairScorer(TokenizedModel):
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """(len(documents),) float32 raw logits, in input order; higher is more relevant."""
-        out = np.zeros(len(documents), dtype=np.float32)
         if not documents:
-            return out
+            return np.zeros(0, dtype=np.float32)
         pairs = self.tokenize_pairs(query, documents)
-        for batch in token_budget_batches([len(pair.ids) for pair in pairs], self.token_budget):
-            ids, mask = pad_batch([pairs[i].ids for i in batch], self.spec.pad_token_id)
-            types, _ = pad_batch([pairs[i].type_ids for i in batch], 0)
+        return self.score_tokens([pair.ids for pair in pairs], [pair.type_ids for pair in pairs])
+
+    def score_tokens(self, input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Raw logits of tokenised pairs (unpadded id and type id lists), in input order, computed in
+        length-sorted token-budget batches."""
+        out = np.zeros(len(input_ids), dtype=np.float32)
+        for batch in token_budget_batches([len(ids) for ids in input_ids], self.token_budget):
+            ids, mask = pad_batch([input_ids[i] for i in batch], self.spec.pad_token_id)
+            types, _ = pad_batch([token_type_ids[i] for i in batch], 0)
             out[batch] = self.score_ids(ids, types, mask)
         return out

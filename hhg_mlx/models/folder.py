@@ -163,7 +163,8 @@ def _spec(s: FolderSettings, model_id: str, info: ModelInfo | None, dim: int | N
     limit = limit or DEFAULT_MAX_LENGTH
     return EncoderSpec(
         model_id=s.model_id or (info.id if info else model_id),
-        pooling=s.pooling or (info.pooling if info else None) or config.get("emb_pooler") or "mean",
+        pooling=s.pooling or (info.pooling if info else None)
+        or ("cls" if is_cross_encoder(config) else config.get("emb_pooler")) or "mean",   # cross-encoder: its pooler's
         hidden_size=config["hidden_size"],
         max_length=min(limit, max_length or DEFAULT_MAX_LENGTH),
         query_prefix=_first(s.query_prefix, info.query_prefix if info else None) or "",
