@@ -99,8 +99,8 @@ class SessionModel:
     """Mixin for a tokenised model (`TextEncoder`, `PairScorer`) whose network is an ONNX Runtime session."""
 
     def __init__(self, session, tokenizer, spec: EncoderSpec, backend: str = "onnx", precision: str = "fp32",
-                 token_budget: int = 8192) -> None:
-        super().__init__(tokenizer, spec, token_budget)
+                 **options) -> None:
+        super().__init__(tokenizer, spec, **options)       # options: the model kind's own (token_budget)
         self.session = session
         self.backend = backend
         self.precision = precision

@@ -36,11 +36,18 @@ def check_one_logit(classifier_shape: Sequence[int] | None, model: str) -> None:
                                "hhg rerankers read one relevance logit")
 
 
+# Tokens per batch (rows x longest row). Smaller than an index build's 8192: a search reranks ~20 pairs,
+# which all fit one 8192-token batch padded to the longest; 20 pairs of 14-256 document tokens on the
+# jina-reranker-tiny shape (ONNX Runtime CPU, one run): int8 1.69 s at 2048 against 2.36 s at 8192,
+# fp32 2.71 s against 5.81 s (a machine shared at load 12: read the ratios); 512 and 1024 gain little more.
+TOKEN_BUDGET = 2048
+
+
 class PairScorer(TokenizedModel):
     """Base of every reranker backend: (query, document) pairs → tokens and type ids → budgeted
     batches → `_forward` → one raw logit per document, in input order."""
 
-    def __init__(self, tokenizer, spec, token_budget: int = 8192) -> None:
+    def __init__(self, tokenizer, spec, token_budget: int = TOKEN_BUDGET) -> None:
         super().__init__(tokenizer, spec, token_budget, truncation="only_second")
 
     def _forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -33,8 +33,8 @@ class MLXEncoder(TextEncoder):
 class MLXReranker(PairScorer):
     backend = "mlx"
 
-    def __init__(self, model: nn.Module, tokenizer, spec: EncoderSpec, token_budget: int = 8192) -> None:
-        super().__init__(tokenizer, spec, token_budget)
+    def __init__(self, model: nn.Module, tokenizer, spec: EncoderSpec, **options) -> None:
+        super().__init__(tokenizer, spec, **options)
         self.model = model
 
     def _forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
