@@ -170,26 +170,14 @@ def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quan
     converted layout). `dim` truncates Matryoshka models; `task` picks the prompt pair of models
     that have several; `max_length` caps tokens per text (default 512, or the model's own lower
     limit). Raises `ModelUnavailable` (no local copy and no download) or `UnsupportedModel`."""
-    info, folder, settings, architecture, chosen, model_id = _find(model, "embedding", backend, dtype, quantize,
-                                                                   download)
-    if architecture in QWEN_ARCHITECTURES:
-        if chosen != "mlx":
-            raise UnsupportedModel(f"{model}: {architecture} models run on the MLX backend only")
+    found = _find(model, "embedding", backend, dtype, quantize, download)
+    if found.architecture in QWEN_ARCHITECTURES:
+        if found.backend != "mlx":
+            raise UnsupportedModel(f"{model}: {found.architecture} models run on the MLX backend only")
         from .models.qwen import load_qwen_encoder
-        return load_qwen_encoder(folder, info, dtype, quantize, dim, task, model_id=model_id, max_length=max_length)
-
-    tokenizer = load_tokenizer(folder)
-    spec = encoder_spec(folder, model_id, info, tokenizer, dim=dim, max_length=max_length, settings=settings)
-    if chosen == "mlx":
-        from .models.mlx_encoder import load_mlx_encoder
-        return load_mlx_encoder(folder, spec, architecture, settings.config, tokenizer, dtype, quantize)
-    try:
-        from fallback.onnx_encoder import load_onnx_encoder, onnx_precision
-    except ImportError:
-        raise UnsupportedModel(f"backend {chosen} is not available in this installation") from None
-    # auto with default dtype/quantize: the fastest precision (int8 on the CPU, fp16 on CUDA)
-    precision = onnx_precision(chosen, dtype, quantize, fastest=backend == "auto")
-    return load_onnx_encoder(folder, spec, tokenizer=tokenizer, backend=chosen, precision=precision)
+        return load_qwen_encoder(found.folder, found.info, dtype, quantize, dim, task, model_id=found.model_id,
+                                 max_length=max_length)
+    return _load_bert_family(found, "embedding", backend, dtype, quantize, dim=dim, max_length=max_length)
 
 
 def load_reranker(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None, *,
@@ -198,19 +186,26 @@ def load_reranker(model: str, backend: str = "auto", dtype: str = "float32", qua
     converted layout), with `load_encoder`'s backends, precisions, precedence and errors. `max_length`
     caps the tokens of a (query, document) pair (default 512, or the model's own lower limit); only
     the document is cut."""
-    info, folder, settings, architecture, chosen, model_id = _find(model, "reranker", backend, dtype, quantize,
-                                                                   download)
-    if architecture not in ONNX_ARCHITECTURES:
-        raise UnsupportedModel(f"{model}: cross-encoders are supported for JinaBERT and BERT, not {architecture}")
-    tokenizer = load_tokenizer(folder)
-    spec = encoder_spec(folder, model_id, info, tokenizer, max_length=max_length, settings=settings)
-    if chosen == "mlx":
-        from .models.mlx_encoder import load_mlx_reranker
-        return load_mlx_reranker(folder, spec, architecture, settings.config, tokenizer, dtype, quantize)
+    found = _find(model, "reranker", backend, dtype, quantize, download)
+    if found.architecture not in ONNX_ARCHITECTURES:
+        raise UnsupportedModel(f"{model}: cross-encoders are supported for JinaBERT and BERT, "
+                               f"not {found.architecture}")
+    return _load_bert_family(found, "reranker", backend, dtype, quantize, max_length=max_length)
+
+
+def _load_bert_family(found: _Found, kind: str, requested: str, dtype: str, quantize: int | None, **spec_options):
+    """A JinaBERT/BERT encoder or (`kind` "reranker") cross-encoder on the found backend; `requested` is
+    the backend asked for ("auto" picks the fastest ONNX precision: int8 on the CPU, fp16 on CUDA)."""
+    tokenizer = load_tokenizer(found.folder)
+    spec = encoder_spec(found.folder, found.model_id, found.info, tokenizer, settings=found.settings, **spec_options)
+    if found.backend == "mlx":
+        from .models import mlx_encoder
+        load = mlx_encoder.load_mlx_reranker if kind == "reranker" else mlx_encoder.load_mlx_encoder
+        return load(found.folder, spec, found.architecture, found.settings.config, tokenizer, dtype, quantize)
     try:
-        from fallback.onnx_encoder import onnx_precision
-        from fallback.onnx_reranker import load_onnx_reranker
+        from fallback import onnx_encoder, onnx_reranker
     except ImportError:
-        raise UnsupportedModel(f"backend {chosen} is not available in this installation") from None
-    precision = onnx_precision(chosen, dtype, quantize, fastest=backend == "auto")
-    return load_onnx_reranker(folder, spec, tokenizer=tokenizer, backend=chosen, precision=precision)
+        raise UnsupportedModel(f"backend {found.backend} is not available in this installation") from None
+    precision = onnx_encoder.onnx_precision(found.backend, dtype, quantize, fastest=requested == "auto")
+    load = onnx_reranker.load_onnx_reranker if kind == "reranker" else onnx_encoder.load_onnx_encoder
+    return load(found.folder, spec, tokenizer=tokenizer, backend=found.backend, precision=precision)

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from checkpoints import make_jinabert, pad_tokens
-from cli_fixtures import HHG, assert_one_line_error, env_for, make_repo, run_hhg, search_json
+from cli_fixtures import assert_one_line_error, env_for, make_repo, run_hhg, search_json
 from reference import reference_logits
 from tokenizers import Tokenizer
 
@@ -203,30 +201,3 @@ def test_cli_unusable_reranker_is_one_line_and_not_kept(tmp_path, env, model, me
     assert_one_line_error(proc)
     assert proc.stderr.startswith(message) and proc.stdout == ""
     assert json.loads(run_hhg("status", "--json", cwd=root, env=env).stdout)["rerank"] is None
-
-
-WRAPPER = """
-import json, sys
-from hhg_mlx.cli import main
-code = main(sys.argv[2:])
-with open(sys.argv[1], "w") as f:
-    json.dump(sorted(sys.modules), f)
-sys.exit(code)
-"""
-
-
-def test_the_reranker_loads_only_when_asked_for(tmp_path, env, reranker_dir):
-    root = make_repo(tmp_path / "repo", use_git=False)
-    assert run_hhg("build", "-q", cwd=root, env=env).returncode == 0
-
-    def modules(*args: str) -> set[str]:
-        out = tmp_path / "modules.json"
-        proc = subprocess.run([sys.executable, "-c", WRAPPER, str(out), "-q", *args, QUERY], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return set(json.loads(out.read_text()))
-
-    backend = {"hhg_mlx.cross_encoder", "hhg_mlx.loader", "fallback.onnx_reranker", "onnxruntime"}
-    assert not backend & modules()
-    assert backend <= modules("--rerank", str(reranker_dir))
-    assert not backend & modules("--no-rerank")
