@@ -202,3 +202,17 @@ def test_a_reranker_config_naming_its_own_repo_is_jinabert():
                            "jinaai/jina-reranker-v1-tiny-en--modeling_bert.JinaBertForSequenceClassification"}}
     assert architecture_from_config(config) == "jinabert"
     assert architecture_from_config({"architectures": ["BertForSequenceClassification"], "model_type": "bert"}) == "bert"
+
+
+def test_model_list_shows_the_rerankers_with_licence_and_size():
+    from hhg_mlx.models.commands import format_list
+    from hhg_mlx.models.registry import REGISTRY
+
+    rows = {cells[0]: cells[1:] for cells in (line.lstrip("* ").split() for line in format_list().splitlines()[1:])}
+    assert rows["jina-reranker-tiny"] == ["reranker", "jinabert", "-", "33M", "Apache-2.0", "yes", "no"]
+    assert rows["jina-reranker-turbo"] == ["reranker", "jinabert", "-", "37.8M", "Apache-2.0", "yes", "no"]
+    assert rows["ms-marco-minilm"] == ["reranker", "bert", "-", "22.7M", "Apache-2.0", "yes", "no"]
+    defaults = [line.split()[1] for line in format_list().splitlines() if line.startswith("*")]
+    assert defaults == ["jina-code-v2", "jina-reranker-tiny"]
+    assert (REGISTRY["jina-reranker-tiny"].repo, REGISTRY["jina-reranker-turbo"].repo, REGISTRY["ms-marco-minilm"].repo) \
+        == ("jinaai/jina-reranker-v1-tiny-en", "jinaai/jina-reranker-v1-turbo-en", "cross-encoder/ms-marco-MiniLM-L-6-v2")
