@@ -32,17 +32,16 @@ def sigmoid(x: float) -> float:
 
 def rerank(reranker: Reranker, query: str, hits: list[Hit], k: int, threshold: float | None = None) -> list[Hit]:
     """The best `k` of `hits` (a ranking's candidates, best first) by the cross-encoder's score times
-    their non-textual factors; `threshold` drops hits scoring below it. Each hit's `explain` gains
-    `rerank`: the model, its raw logit, the factors kept and the score before reranking."""
+    their non-textual factors (from `explain["boosts"]`); `threshold` drops hits scoring below it. Each
+    hit's `explain` gains `reranker` (the model), `rerank_logit` and `fused_score` (before reranking)."""
     if not hits:
         return []
     logits = reranker.score(query, [document(hit) for hit in hits])
     for hit, logit in zip(hits, logits):
         explain = hit.explain if hit.explain is not None else {}
-        factors = {key: value for key, value in explain.get("boosts", {}).items() if key in NON_TEXTUAL}
-        fused, hit.score = hit.score, sigmoid(float(logit)) * math.prod(factors.values())
-        explain["rerank"] = {"model": reranker.model_id, "logit": float(logit), "factors": factors,
-                             "fused_score": fused}
+        factors = [value for key, value in explain.get("boosts", {}).items() if key in NON_TEXTUAL]
+        fused, hit.score = hit.score, sigmoid(float(logit)) * math.prod(factors)
+        explain.update(reranker=reranker.model_id, rerank_logit=float(logit), fused_score=fused)
         hit.explain = explain
     order = sorted(range(len(hits)), key=lambda i: (not hits[i].explain.get("defines_query"), -hits[i].score, i))
     ranked = [hits[i] for i in order]

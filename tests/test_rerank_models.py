@@ -13,6 +13,7 @@ from checkpoints import make_checkpoint, pad_tokens, random_tokens  # noqa: F401
 from reference import reference_logits
 from tokenizers import Tokenizer
 
+from fallback.onnx_encoder import cuda_usable
 from hhg_mlx import load_reranker
 from hhg_mlx.errors import QueryTooLong, UnsupportedModel
 from hhg_mlx.loader import load_encoder
@@ -216,3 +217,15 @@ def test_model_list_shows_the_rerankers_with_licence_and_size():
     assert defaults == ["jina-code-v2", "jina-reranker-tiny"]
     assert (REGISTRY["jina-reranker-tiny"].repo, REGISTRY["jina-reranker-turbo"].repo, REGISTRY["ms-marco-minilm"].repo) \
         == ("jinaai/jina-reranker-v1-tiny-en", "jinaai/jina-reranker-v1-turbo-en", "cross-encoder/ms-marco-MiniLM-L-6-v2")
+
+
+@pytest.mark.skipif(not cuda_usable(), reason="needs onnxruntime-gpu and an NVIDIA GPU")
+@pytest.mark.parametrize("kind", ["jina", "minilm"])
+def test_cuda_fp16_keeps_the_ranking(make_checkpoint, kind):
+    folder = case(make_checkpoint, kind)
+    ids, types, mask = (np.concatenate(parts) for parts in zip(*(pairs_batch(folder, left=s % 2 == 1, seed=s)
+                                                                   for s in range(8))))
+    reranker = load_reranker(str(folder), backend="onnx-cuda")
+    assert (reranker.backend, reranker.precision) == ("onnx-cuda", "fp16")
+    got, want = reranker.score_ids(ids, types, mask), reference_logits(folder, ids, types, mask)
+    assert spearman(got, want) >= 0.99 and np.abs(got - want).max() < 2e-2

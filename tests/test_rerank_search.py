@@ -81,11 +81,12 @@ def test_the_cross_encoder_reorders_the_fused_candidates(repo, reranker_dir, fp3
     assert located(got) == [row[:2] for row in want] and located(top) == located(got[:6])
     np.testing.assert_allclose([h.score for h in got], [row[2] for row in want], rtol=1e-5)
     assert located(got) != located(candidates)                  # this model really reorders them
-    factors = [h.explain["rerank"]["factors"] for h in got]
-    assert {"noise_path": 0.5} in factors and {"prose": 0.5} in factors
-    top = got[0].explain["rerank"]
-    assert top["model"] == str(reranker_dir) and 1 / (1 + math.exp(-top["logit"])) * math.prod(
-        top["factors"].values()) == pytest.approx(got[0].score)
+    boosts = [h.explain["boosts"] for h in got]
+    assert any(b.get("noise_path") == 0.5 for b in boosts) and any(b.get("prose") == 0.5 for b in boosts)
+    top = got[0].explain
+    assert top["reranker"] == str(reranker_dir) and top["fused_score"] in [h.score for h in candidates]
+    factor = math.prod(v for k, v in top["boosts"].items() if k in ("noise_path", "prose"))
+    assert factor / (1 + math.exp(-top["rerank_logit"])) == pytest.approx(got[0].score)
 
 
 def test_depth_bounds_the_candidates_and_k_raises_it(repo, reranker_dir, fp32):
@@ -111,18 +112,18 @@ def test_a_one_identifier_query_keeps_its_definitions_first(repo, fp32):
     with Index.open(repo, reranker=fp32) as idx:
         hits = idx.search("Uploader", k=5, rerank=True)
     assert (hits[0].kind, hits[0].name) == ("class", "Uploader") and hits[0].explain["defines_query"]
-    assert "rerank" in hits[0].explain
+    assert "reranker" in hits[0].explain
 
 
 def test_the_kept_setting_is_followed_until_turned_off(index, repo, reranker_dir):
     assert index.reranker_name() is None and index.reranker_name(True) == DEFAULT_RERANKER
-    assert "rerank" not in index.search(QUERY, k=3)[0].explain          # no setting: no reranker
+    assert "reranker" not in index.search(QUERY, k=3)[0].explain        # no setting: no reranker
     index.set_rerank(index.reranker_name(str(reranker_dir)))
     with Index.open(repo) as other:
         assert other.status()["rerank"] == str(reranker_dir)
         hits = other.search(QUERY, k=3)                                  # loaded now, on auto: int8
-        assert hits[0].explain["rerank"]["model"] == str(reranker_dir)
-        assert "rerank" not in other.search(QUERY, k=3, rerank=False)[0].explain
+        assert hits[0].explain["reranker"] == str(reranker_dir)
+        assert "reranker" not in other.search(QUERY, k=3, rerank=False)[0].explain
     index.set_rerank(None)
     assert Index.open(repo).status()["rerank"] is None
 
@@ -131,7 +132,7 @@ def test_an_unavailable_kept_reranker_is_a_notice_an_asked_one_an_error(index, r
     index.set_rerank("someone/missing-reranker")
     with Index.open(repo) as idx:
         plain = idx.search(QUERY, k=3, mode="keyword")
-        assert "rerank" not in plain[0].explain
+        assert "reranker" not in plain[0].explain
         assert idx.notices == ["reranking unavailable (model someone/missing-reranker is not installed; run "
                                "`hhg model install someone/missing-reranker` or pass a local folder); showing "
                                "results without it"]

@@ -411,13 +411,13 @@ async def test_ctrl_r_reranks_with_the_index_reranker(repo, reranker_dir, monkey
             with Index.open(repo, reranker=app.reranker) as index:
                 want = [(h.file, h.line) for h in index.search(QUERY, k=20, mode="keyword", rerank=True)]
             await until(pilot, lambda: [(h.file, h.line) for h in app.hits] == want)
-            assert all("rerank" in h.explain for h in app.hits)
+            assert all("reranker" in h.explain for h in app.hits)
             assert "keyword · reranked by …/reranker0/tiny-reranker · " in str(app.query_one("#status").content)
             await pilot.press("ctrl+r")
-            await until(pilot, lambda: app.hits and "rerank" not in app.hits[0].explain)
+            await until(pilot, lambda: app.hits and "reranker" not in app.hits[0].explain)
             assert not app.rerank and "reranked" not in str(app.query_one("#status").content)
             await pilot.press("ctrl+r")
-            await until(pilot, lambda: app.hits and "rerank" in app.hits[0].explain)
+            await until(pilot, lambda: app.hits and "reranker" in app.hits[0].explain)
         assert len(loads) == 1
     finally:
         with Index.open(repo) as idx:
@@ -432,4 +432,4 @@ async def test_a_reranker_that_cannot_load_is_an_error_and_reranking_goes_off(re
         await pilot.press("ctrl+r")                       # the default reranker: not installed here
         await until(pilot, lambda: errors(app) and not app.rerank)
         assert errors(app)[0].startswith("model jina-reranker-tiny is not installed")
-        assert app.reranker is None and "rerank" not in app.hits[0].explain
+        assert app.reranker is None and "reranker" not in app.hits[0].explain

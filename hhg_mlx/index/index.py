@@ -162,8 +162,10 @@ class Index:
     def reranker_name(self, rerank: bool | str | None = None) -> str | None:
         """The reranker a search with `rerank` (see `search`) uses: a model name, or None for none."""
         stored = self._store.meta().get("rerank") or None
-        if rerank is None or rerank is False:
-            return stored if rerank is None else None
+        if rerank is False:
+            return None
+        if rerank is None:
+            return stored
         if rerank is True:
             from ..models.registry import DEFAULT_RERANKER
             return stored or DEFAULT_RERANKER
@@ -175,7 +177,6 @@ class Index:
         Searches with `rerank=None` follow it."""
         with self._store.transaction():          # one meta row: no build lock needed
             self._store.set_meta(rerank=model or "")
-        self._writes += 1
 
     def _reranker_for(self, rerank: bool | str | None) -> Reranker | None:
         """The cross-encoder for a search: the one given to `open`, else the named one, loaded once.
