@@ -225,7 +225,7 @@ def test_cuda_fp16_keeps_the_ranking(make_checkpoint, kind):
     folder = case(make_checkpoint, kind)
     ids, types, mask = (np.concatenate(parts) for parts in zip(*(pairs_batch(folder, left=s % 2 == 1, seed=s)
                                                                    for s in range(8))))
-    reranker = load_reranker(str(folder), backend="onnx-cuda")
+    reranker = load_reranker(str(folder), backend="onnx-cuda", dtype="float16")
     assert (reranker.backend, reranker.precision) == ("onnx-cuda", "fp16")
     got, want = reranker.score_ids(ids, types, mask), reference_logits(folder, ids, types, mask)
     assert spearman(got, want) >= 0.99 and np.abs(got - want).max() < 2e-2
