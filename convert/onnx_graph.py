@@ -229,10 +229,9 @@ def build_graph(weights: Mapping[str, np.ndarray], config: Mapping, dtype: str =
     """The encoder (or cross-encoder, with its head) as an ONNX model computing in `dtype` ("float32",
     or "float16" for CUDA)."""
     variant = layer_variant(weights)
-    pairs = is_cross_encoder(dict(config))
+    pairs = is_cross_encoder(config)
     if pairs:
-        classifier = weights.get("classifier.weight")
-        check_one_logit(None if classifier is None else classifier.shape, config.get("_name_or_path") or "the model")
+        check_one_logit(weights, config)
     g = _Graph(weights, np.dtype(dtype), Dims.from_config(config))
     shape = g.op("Shape", "input_ids")
     seq = g.op("Gather", shape, g.const(np.array(1, np.int64)))

@@ -5,7 +5,7 @@ Runtime) only implement `_forward`. The reranking step of a search is `hhg_mlx/r
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -26,13 +26,15 @@ class Reranker(Protocol):
                   attention_mask: np.ndarray) -> np.ndarray: ...
 
 
-def check_one_logit(classifier_shape: Sequence[int] | None, model: str) -> None:
-    """A cross-encoder's `classifier.weight` must give one relevance logit. The label count comes from
-    the weight's shape, not config.json (jina-reranker-v1's config has no `id2label`, MODELS.md §6)."""
-    if classifier_shape is None:
+def check_one_logit(weights: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """A cross-encoder's `classifier.weight` (numpy or MLX) must give one relevance logit. The label count
+    comes from the weight's shape, not config.json (jina-reranker-v1's config has no `id2label`, MODELS.md §6)."""
+    model = config.get("_name_or_path") or "the model"
+    classifier = weights.get("classifier.weight")
+    if classifier is None:
         raise UnsupportedModel(f"{model} has no classifier.weight: not a cross-encoder checkpoint")
-    if classifier_shape[0] != 1:
-        raise UnsupportedModel(f"{model}'s classifier gives {classifier_shape[0]} logits; "
+    if classifier.shape[0] != 1:
+        raise UnsupportedModel(f"{model}'s classifier gives {classifier.shape[0]} logits; "
                                "hhg rerankers read one relevance logit")
 
 

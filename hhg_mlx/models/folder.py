@@ -14,6 +14,7 @@ Documents are truncated at `DEFAULT_MAX_LENGTH` tokens unless a shorter limit or
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,7 +109,7 @@ def architecture_from_config(config: dict) -> str | None:
     return None
 
 
-def is_cross_encoder(config: dict) -> bool:
+def is_cross_encoder(config: Mapping[str, Any]) -> bool:
     """config.json names a `*ForSequenceClassification` architecture: a cross-encoder reranker."""
     return any(str(name).endswith("ForSequenceClassification") for name in config.get("architectures") or ())
 

@@ -65,8 +65,7 @@ def build_model(architecture: str, config: dict, weights: dict[str, mx.array]) -
     else:
         raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
     if is_cross_encoder(config):
-        classifier = weights.get("classifier.weight")
-        check_one_logit(None if classifier is None else classifier.shape, config.get("_name_or_path") or "the model")
+        check_one_logit(weights, config)
         model = cross_encoder.Model(model, args.hidden_size)
     weights = model.sanitize(weights)
     stored = config.get("quantization")
