@@ -62,13 +62,20 @@ class PairScorer(TokenizedModel):
         return np.asarray(logits, dtype=np.float32).reshape(-1)
 
     def tokenize_pairs(self, query: str, documents: Sequence[str]) -> list[Encoding]:
-        """`tokenizer.encode(query, document)` for each document, documents cut to fit `max_length`."""
-        specials = self.tokenizer.post_processor.num_special_tokens_to_add(True) if self.tokenizer.post_processor else 0
-        query_tokens = len(self.tokenizer.encode(query, add_special_tokens=False).ids)
-        if query_tokens + specials >= self.max_length:
-            raise QueryTooLong(f"the query is {query_tokens} tokens long; the reranker {self.model_id} reads at most "
-                               f"{self.max_length} tokens of query and document together")
-        return self.tokenizer.encode_batch([(query, document) for document in documents])
+        """`tokenizer.encode(query, document)` for each document, documents cut to fit `max_length`;
+        `QueryTooLong` when the query leaves no room for a document."""
+        try:
+            return self.tokenizer.encode_batch([(query, document) for document in documents])
+        except Exception as err:            # tokenizers raises plain Exceptions
+            if "Truncation error" not in str(err):
+                raise
+        from tokenizers import Tokenizer    # the query alone, uncut, to say how long it is
+
+        whole = Tokenizer.from_str(self.tokenizer.to_str())
+        whole.no_truncation()
+        tokens = len(whole.encode(query, add_special_tokens=False).ids)
+        raise QueryTooLong(f"the query is {tokens} tokens long; the reranker {self.model_id} reads at most "
+                           f"{self.max_length} tokens of query and document together")
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """(len(documents),) float32 raw logits, in input order; higher is more relevant."""

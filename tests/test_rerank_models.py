@@ -117,14 +117,15 @@ def test_long_documents_are_cut_not_the_query(make_checkpoint, backend):
     np.testing.assert_allclose(reranker.score(QUERY, docs), reference_logits(folder, ids, types, mask), atol=FP32_TOL)
 
 
-def test_a_query_longer_than_the_pair_limit_is_refused(make_checkpoint):
+@pytest.mark.parametrize("words", [5, 40])            # leaves no room for a document; longer than the limit
+def test_a_query_longer_than_the_pair_limit_is_refused(make_checkpoint, words):
     folder = case(make_checkpoint, "minilm")
     reranker = load_reranker(str(folder), backend="onnx", max_length=8)
-    query = "retry upload request response client"              # 5 tokens + [CLS] [SEP] [SEP] = 8
-    with pytest.raises(QueryTooLong, match=rf"^the query is 5 tokens long; the reranker {folder} reads at most 8 "
-                                           "tokens of query and document together$"):
-        reranker.score(query, ["x"])
-    assert reranker.score("retry upload", ["x"]).shape == (1,)
+    query = (["retry", "upload", "request", "response", "client"] * 8)[:words]
+    with pytest.raises(QueryTooLong, match=rf"^the query is {words} tokens long; the reranker {folder} reads at "
+                                           "most 8 tokens of query and document together$"):
+        reranker.score(" ".join(query), ["x"])                # 5 tokens + [CLS] [SEP] [SEP] = 8: no room
+    assert reranker.score("retry upload", ["x", "retry the upload " * 20]).shape == (2,)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

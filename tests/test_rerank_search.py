@@ -202,3 +202,11 @@ def test_cli_unusable_reranker_is_one_line_and_not_kept(tmp_path, env, model, me
     assert_one_line_error(proc)
     assert proc.stderr.startswith(message) and proc.stdout == ""
     assert json.loads(run_hhg("status", "--json", cwd=root, env=env).stdout)["rerank"] is None
+
+
+def test_cli_query_too_long_for_the_reranker_is_one_line(tmp_path, env, reranker_dir):
+    root = make_repo(tmp_path / "repo", use_git=False)
+    proc = run_hhg("-q", "--rerank", str(reranker_dir), "retry upload " * 300, cwd=root, env=env)
+    assert_one_line_error(proc)
+    assert proc.stderr == (f"hhg: the query is 600 tokens long; the reranker {reranker_dir} reads at most 512 "
+                           "tokens of query and document together\n")
