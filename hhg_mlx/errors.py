@@ -31,3 +31,7 @@ class LicenseNotAccepted(HhgError):
 
 class UnsupportedModel(HhgError):
     pass
+
+
+class QueryTooLong(HhgError):
+    pass
