@@ -33,5 +33,9 @@ class UnsupportedModel(HhgError):
     pass
 
 
+class QueryTooLong(HhgError):
+    pass
+
+
 class ConfigUnreadable(HhgError):
     pass
