@@ -54,10 +54,10 @@ def test_a_batch_embeds_each_shared_text_once_and_equals_separate_builds(tmp_pat
     assert len(pool.chunks) == 1 and len(unique) <= batch.EMBED_BATCH   # one batch across the three indexes
     assert result.loads == 1 and result.failed == []
 
-    for built, reference in zip(roots, reference):
-        got, want = contents(built), contents(reference)
-        assert got == want and len(got["vectors"]) == len(window_texts(reference))
-        assert results(built) == results(reference)
+    for built, ref in zip(roots, reference):
+        got, want = contents(built), contents(ref)
+        assert got == want and len(got["vectors"]) == len(window_texts(ref))
+        assert results(built) == results(ref)
     for entry, root in zip(result.to_json()["indexes"], roots):
         want = contents(root)
         assert entry == {"root": str(root.resolve()), "ok": True, "error": None, "files": len(want["files"]),
@@ -78,8 +78,8 @@ def test_chunks_cross_index_boundaries_and_owners_get_their_vectors_per_chunk(tm
     assert [len(chunk) for chunk in pool.chunks[:-1]] == [16] * (len(pool.chunks) - 1)
     assert any(len(span) > 1 for span in spans)                      # a chunk held texts of two indexes
     assert result.texts.embedded == sum(map(len, pool.chunks)) == result.texts.unique
-    for built, reference in zip(roots, reference):
-        assert contents(built) == contents(reference)
+    for built, ref in zip(roots, reference):
+        assert contents(built) == contents(ref)
 
 
 def test_the_shared_cache_makes_a_fresh_copy_cost_nothing(tmp_path, reference, monkeypatch, recording):
@@ -93,9 +93,9 @@ def test_the_shared_cache_makes_a_fresh_copy_cost_nothing(tmp_path, reference, m
     assert again.to_json()["texts"] == {"total": again.texts.total, "unique": again.texts.unique, "embedded": 0,
                                         "cached": again.texts.unique}
     assert again.loads == 0 and recording.made == []                 # not even a model load
-    for built, reference in zip(fresh, reference):
-        assert contents(built) == contents(reference)
-        assert results(built) == results(reference)
+    for built, ref in zip(fresh, reference):
+        assert contents(built) == contents(ref)
+        assert results(built) == results(ref)
 
     off = build_many(copies(reference[:1], tmp_path / "off"), **FP32, shared_cache=False)
     assert off.texts.embedded == off.texts.unique and off.texts.cached == 0
@@ -125,5 +125,5 @@ def test_a_new_model_is_recorded_once_per_index_and_loaded_once(tmp_path, refere
     build_many(roots, **FP32, open_pool=recording)
     again = build_many(roots, open_pool=recording)
     assert len(recording.made) == 1 and again.texts.total == 0
-    for built, reference in zip(roots, reference):
-        assert contents(built) == contents(reference)
+    for built, ref in zip(roots, reference):
+        assert contents(built) == contents(ref)
