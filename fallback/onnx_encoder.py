@@ -16,6 +16,8 @@ import numpy as np
 from hhg_mlx.encoder import EncoderSpec, TextEncoder, pool
 from hhg_mlx.errors import ModelUnavailable, UnsupportedModel
 
+from .cpu_features import cpu_features
+
 BACKENDS = ("onnx", "onnx-cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -61,14 +63,15 @@ def cuda_usable() -> bool:
 
 def onnx_precision(backend: str, dtype: str = "float32", quantize: int | None = None, *, fastest: bool = False) -> str:
     """"fp32" | "int8" | "fp16" for the loader's arguments. `fastest` (backend chosen automatically,
-    dtype and quantize left at their defaults) picks int8 on the CPU and fp16 on CUDA."""
+    dtype and quantize left at their defaults) picks fp16 on CUDA and, on the CPU, int8 where ONNX
+    Runtime has an int8 kernel for it (`cpu_features`), else fp32."""
     if quantize not in (None, 8):
         raise UnsupportedModel(f"ONNX Runtime quantises to 8 bits only, not {quantize}")
     if backend == "onnx-cuda":
         if quantize:
             raise UnsupportedModel("int8 runs on the CPU (backend onnx); onnx-cuda computes in float16 or float32")
         return "fp16" if fastest or dtype != "float32" else "fp32"
-    if quantize or (fastest and dtype == "float32"):
+    if quantize or (fastest and dtype == "float32" and cpu_features().int8_kernel):
         return "int8"
     return "fp32" if dtype == "float32" else "fp16"
 

@@ -38,7 +38,7 @@ def test_exports_once_next_to_the_model(tmp_path, exports):
     first = load_encoder(str(folder), backend="onnx", quantize=8)
     second = load_encoder(str(folder), backend="onnx", quantize=8)
     assert exports == [("bert", "int8")]
-    assert (folder / "hhg-onnx" / "model.int8.onnx").is_file()
+    assert (folder / "hhg-onnx" / onnx_export.FILENAMES["int8"]).is_file()
     texts = ["def f(x): return x", "retry upload"]
     np.testing.assert_array_equal(first.embed_documents(texts), second.embed_documents(texts))
 

@@ -343,12 +343,20 @@ def _backend_label(meta: dict[str, str]) -> str | None:
     return f"{backend} ({precision})" if backend and precision else backend or None
 
 
+# A precision whose vectors changed meaning is keyed by its current scheme, so vectors of an older
+# scheme (stored under the plain name) are never mixed with new ones: the next build re-embeds.
+# int8: 8-bit blockwise weights and per-row activations (`convert.onnx_int8.SCHEME`), not the
+# per-batch dynamic int8 that earlier builds stored as "int8".
+PRECISION_KEYS = {"int8": "int8/q8-block128"}
+
+
 def _vector_key(meta: dict[str, str]) -> str | None:
     """What the index's vectors are keyed by: the model, the task when one was chosen (another task
     means other prompts, so other vectors) and the precision (int8 vectors are not fp32 vectors)."""
     model, task, precision = meta.get("model"), meta.get("task"), meta.get("precision")
     if not model:
         return None
+    precision = PRECISION_KEYS.get(precision, precision)
     return model + (f"#task={task}" if task else "") + (f"#precision={precision}" if precision else "")
 
 
