@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import HhgError
+from .errors import HhgError, one_line
+from .types import SIMILAR
 
 COMMANDS = ("build", "status", "list", "clean", "model", "convert", "bench")
 # Subcommands that live in other modules: name -> (module, one-line help).
@@ -21,7 +21,6 @@ DELEGATED = {
     "convert": ("convert.cli", "convert a checkpoint to MLX or ONNX"),
     "bench": ("hhg_mlx.bench.speed", "measure encoder speed on this machine"),
 }
-SIMILAR = re.compile(r"^(?P<file>.+?)(?:#(?P<name>[^#\s]+)|:(?P<line>\d+))$")
 
 DESCRIPTION = """\
 Search a codebase for the functions, classes and sections that answer a question.
@@ -189,16 +188,6 @@ def _existing(path: str) -> Path:
     return p
 
 
-def find_root(path: Path) -> Path | None:
-    """The nearest folder at or above `path` that holds an index."""
-    from .index.store import db_path
-    start = path.resolve()
-    for folder in (start, *start.parents):
-        if db_path(folder).is_file():
-            return folder
-    return None
-
-
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root).as_posix()
@@ -221,7 +210,7 @@ def open_index(start: Path, args: argparse.Namespace):
     """The index covering `start`, updated; built first (with a notice) when there is none.
     While another process builds it, the search reads what that build has committed so far."""
     from .errors import IndexLocked
-    from .index.index import Index
+    from .index.index import Index, find_root
     root = find_root(start)
     bar = _progress(args.quiet)
     try:
@@ -336,7 +325,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     folder = _existing(args.path)
-    from .index.index import Index
+    from .index.index import Index, find_root
     from .output import format_status
     root = find_root(folder)
     if root is None:
@@ -405,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except HhgError as err:
-        eprint(str(err))
+        eprint(one_line(err))
         return 2
     except KeyboardInterrupt:
         eprint("interrupted")
@@ -415,12 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as err:
-        eprint(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
+        eprint(one_line(err))
         return 2
     except Exception as err:  # a bug: still one line, with a way to see the traceback
         if os.environ.get("HHG_DEBUG"):
             raise
-        eprint(f"internal error: {type(err).__name__}: {err} (set HHG_DEBUG=1 for a traceback)")
+        eprint(f"{one_line(err)} (set HHG_DEBUG=1 for a traceback)")
         return 2
 
 

@@ -23,7 +23,7 @@ from .store import (DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, databa
 if TYPE_CHECKING:
     from ..encoder import Encoder
 
-__all__ = ["Index", "BuildProgress", "BuildStats", "find_indexes", "clean"]
+__all__ = ["Index", "BuildProgress", "BuildStats", "find_root", "find_indexes", "clean"]
 
 MODES = ("hybrid", "keyword", "semantic")
 LOCK_WAIT_S = 2.0              # how long a build waits for another build's lock before IndexLocked
@@ -271,6 +271,15 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def find_root(path: Path) -> Path | None:
+    """The nearest folder at or above `path` that holds an index."""
+    start = path.resolve()
+    for folder in (start, *start.parents):
+        if db_path(folder).is_file():
+            return folder
+    return None
 
 
 def find_indexes(path: str | Path) -> list[Path]:
