@@ -14,12 +14,13 @@ from . import __version__
 from .errors import HhgError, one_line
 from .types import SIMILAR
 
-COMMANDS = ("build", "status", "list", "clean", "model", "convert", "bench")
+COMMANDS = ("build", "status", "list", "clean", "model", "convert", "bench", "mcp")
 # Subcommands that live in other modules: name -> (module, one-line help).
 DELEGATED = {
     "model": ("hhg_mlx.models.commands", "list, inspect and install embedding models"),
     "convert": ("convert.cli", "convert a checkpoint to MLX or ONNX"),
     "bench": ("hhg_mlx.bench.speed", "measure encoder speed on this machine"),
+    "mcp": ("hhg_mlx.mcp.command", "serve hybrid code search to coding agents over MCP"),
 }
 
 DESCRIPTION = """\
@@ -36,6 +37,7 @@ commands:
   hhg model ...                     list, inspect and install embedding models
   hhg convert ...                   convert a checkpoint to MLX or ONNX
   hhg bench ...                     measure encoder speed
+  hhg mcp [--root PATH ...]         serve search to coding agents over MCP (stdio; extra hhg[mcp])
   Run `hhg COMMAND --help` for a command's options."""
 
 EPILOG = """\
