@@ -27,16 +27,16 @@ where each --print-config snippet goes:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Serve hybrid code search to coding agents over the Model Context Protocol (stdio): "
-                          "stdout carries only the protocol, logs go to stderr. Every path a tool receives must "
-                          "resolve inside a root.")
+    parser.description = ("Serve hybrid code search to coding agents over the Model Context Protocol (stdio).\n"
+                          "stdout carries only the protocol; logs go to stderr. Every path a tool receives\n"
+                          "must resolve inside a root.")
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--root", action="append", default=[], metavar="PATH",
                         help="a folder the tools may read (repeatable); default: the client's roots when it "
                         "lists them, else the current directory")
     parser.add_argument("--print-config", choices=tuple(CLIENTS), metavar="CLIENT",
-                        help=f"print the configuration snippet for {', '.join(CLIENTS)} and exit")
+                        help=f"print the configuration snippet for CLIENT ({', '.join(CLIENTS)}) and exit")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,17 +45,20 @@ class RootSource:
         self.fixed = Roots(fixed) if fixed else None
         self._client: Roots | None = None
         self._asked = False
+        self._asking = anyio.Lock()         # calls that arrive while the client is asked wait for its answer
 
     async def current(self, ctx: ServerRequestContext) -> Roots:
         if self.fixed is not None:
             return self.fixed
-        if not self._asked and _lists_roots(ctx):
-            self._asked = True
-            self._client = await _client_roots(ctx)
+        async with self._asking:
+            if not self._asked and _lists_roots(ctx):
+                self._client = await _client_roots(ctx)
+                self._asked = True
         return self._client or Roots([Path.cwd()])
 
     async def changed(self, ctx: ServerRequestContext, params: Any) -> None:
-        self._asked, self._client = False, None
+        async with self._asking:
+            self._asked, self._client = False, None
 
 
 def _lists_roots(ctx: ServerRequestContext) -> bool:

@@ -253,9 +253,9 @@ class Workspace:
             return
         encoder = self.encoders.get(args) if args else None
         if encoder is not None or kept.shared:
+            reopened = Index.open(kept.root, encoder=encoder)
             kept.index.close()
-            kept.index = Index.open(kept.root, encoder=encoder)
-            kept.notices_shown = 0
+            kept.index, kept.notices_shown = reopened, 0
         kept.encoder_args, kept.shared = args, encoder is not None
 
     def _keep(self, root: Path) -> _Kept:
