@@ -133,12 +133,17 @@ async def test_search_finds_the_definition_first_with_1_based_lines(repo, env):
     line, end_line, content = lines_of(repo, "src/upload.py", "def retry_failed_uploads", "time.sleep")
     async with connect(repo, env) as session:
         result = await session.call_tool("search", {"query": "retry failed uploads", "k": 3})
+        again = await call(session, "search", query="retry failed uploads", k=3)
     found = result.structured_content
     first = found["hits"][0]
     assert {key: first[key] for key in ("file", "line", "end_line", "kind", "name", "content")} == {
         "file": "src/upload.py", "line": line, "end_line": end_line, "kind": "method",
         "name": "Uploader.retry_failed_uploads", "content": content}
-    assert found["notices"][0] == f"built a new index in {repo.resolve()} (the first search there)"
+    assert found["notices"] == [
+        f"built a new index in {repo.resolve()} (the first search there)",
+        "semantic search unavailable (this index has no embeddings; run `hhg build --model MODEL` to add them); "
+        "showing keyword results"]
+    assert again == {"hits": found["hits"], "notices": []}        # each notice once per index
     # The same hits as the CLI's --json on the index the server built, and a grep-like text rendering.
     assert found["hits"] == search_json("retry failed uploads", "-n", "3", cwd=repo, env=env)
     text = result.content[0].text

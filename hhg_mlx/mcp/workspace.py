@@ -135,12 +135,12 @@ class _Kept:
     identity: tuple[int, int] | None = None   # the database file it has open (a rebuilt index is a new file)
     encoder_args: object = _UNSET
     shared: bool = False                      # opened with an encoder from the cache
-    notices_shown: int = 0
+    shown: set[str] = field(default_factory=set)   # the index's notices already reported by a call
 
     def replace(self, index: Index | None) -> None:
         if self.index is not None:
             self.index.close()
-        self.index, self.encoder_args, self.shared, self.notices_shown = index, _UNSET, False, 0
+        self.index, self.encoder_args, self.shared = index, _UNSET, False
         self.identity = _identity(self.root) if index is not None else None
 
 
@@ -224,9 +224,9 @@ class Workspace:
         with kept.lock:
             notices = self._prepare(kept)
             result = run(kept.index)
-            notices += kept.index.notices[kept.notices_shown:]
-            kept.notices_shown = len(kept.index.notices)
-        return result, kept.root, notices
+            news = [notice for notice in kept.index.notices if notice not in kept.shown]
+            kept.shown.update(news)
+        return result, kept.root, notices + news
 
     def _prepare(self, kept: _Kept) -> list[str]:
         """Open, reopen or build `kept`'s index, give it the shared encoder of its model, and bring it
@@ -255,7 +255,7 @@ class Workspace:
         if encoder is not None or kept.shared:
             reopened = Index.open(kept.root, encoder=encoder)
             kept.index.close()
-            kept.index, kept.notices_shown = reopened, 0
+            kept.index = reopened
         kept.encoder_args, kept.shared = args, encoder is not None
 
     def _keep(self, root: Path) -> _Kept:
