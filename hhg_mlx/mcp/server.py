@@ -133,10 +133,12 @@ def create_server(roots: list[Path], workspace: Workspace) -> Server:
 
 def run_stdio(roots: list[Path]) -> None:
     """Serve one client over stdin/stdout until it closes stdin."""
-    anyio.run(serve, roots)
+    anyio.run(_serve, roots)
 
 
-async def serve(roots: list[Path]) -> None:
+async def _serve(roots: list[Path]) -> None:
+    log.info("hhg %s serving MCP on stdio; roots: %s", __version__,
+             ", ".join(map(str, roots)) or "the client's, else the working directory")
     workspace = Workspace()
     server = create_server(roots, workspace)
     try:
