@@ -12,9 +12,11 @@ from pathlib import Path
 
 from . import __version__
 from .errors import HhgError, one_line
+from .rerank import DEPTH as RERANK_DEPTH
 from .types import SIMILAR
 
 COMMANDS = ("build", "status", "list", "clean", "model", "convert", "bench", "mcp")
+RERANK = "--rerank"
 # Subcommands that live in other modules: name -> (module, one-line help).
 DELEGATED = {
     "model": ("hhg_mlx.models.commands", "list, inspect and install embedding models"),
@@ -49,6 +51,7 @@ examples:
   hhg -l "database migration"                 only the files, best first
   hhg src/upload.py#retry_upload              code similar to a definition
   hhg src/upload.py:120                       code similar to the block at line 120
+  hhg --rerank "how are failed uploads retried"   rerank the top 20 with a cross-encoder (kept)
   hhg -- build                                search for the word "build"
 
 exit status: 0 when something was found, 1 when nothing was, 2 on error."""
@@ -82,6 +85,15 @@ def _search_parser() -> argparse.ArgumentParser:
     rank = p.add_argument_group("ranking")
     rank.add_argument("--mode", choices=("hybrid", "semantic", "keyword"), default="hybrid",
                       help="hybrid (default; keyword only when the index has no model), semantic or keyword")
+    rank.add_argument(RERANK, nargs="?", const=True, metavar="MODEL",
+                      help="rerank the best candidates with a cross-encoder: MODEL (a reranker id, Hugging Face "
+                      "repo or folder), else the index's reranker, else jina-reranker-tiny; kept for later "
+                      "searches of this index (a word after --rerank that names no model is the query)")
+    rank.add_argument("--no-rerank", dest="rerank", action="store_const", const=False,
+                      help="do not rerank, now and in later searches of this index")
+    rank.add_argument("--rerank-depth", type=_positive, default=RERANK_DEPTH, metavar="N",
+                      help=f"how many fused candidates the cross-encoder reorders (default {RERANK_DEPTH}, "
+                      "at least -n)")
     _model_options(rank, "first build only: ")
     p.add_argument("--version", action="version", version=f"hhg {__version__}")
     return p
@@ -176,7 +188,29 @@ def split_command(argv: list[str], value_options: set[str]) -> tuple[str | None,
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     # Options may follow positionals; argparse's intermixed mode mishandles `--`, which plain mode handles.
+    argv = bare_rerank_last(argv)
     return parser.parse_args(argv) if "--" in argv else parser.parse_intermixed_args(argv)
+
+
+def bare_rerank_last(argv: list[str]) -> list[str]:
+    """`--rerank` takes an optional MODEL: when the next word names no model (`names_model`) it is the
+    query, so that `--rerank` moves behind the other arguments (before any `--`), where it takes none."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    bare = [i for i in range(end) if argv[i] == RERANK and (i + 1 == end or not names_model(argv[i + 1]))]
+    if not bare:
+        return argv
+    rest = [arg for i, arg in enumerate(argv[:end]) if i not in bare]
+    return rest + [RERANK] + argv[end:]
+
+
+def names_model(word: str) -> bool:
+    """A registry id, a Hugging Face repo id (org/name), a model folder (it has a config.json) or a path
+    written as one (./, ../, /, ~)."""
+    from .models.hub import is_repo_id
+    from .models.registry import REGISTRY
+
+    return (word in REGISTRY or is_repo_id(word) or word.startswith(("./", "../", "/", "~"))
+            or (Path(word) / "config.json").is_file())
 
 
 def eprint(message: str) -> None:
@@ -280,7 +314,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             hits = idx.similar(_rel(Path(similar["file"]), root), name=similar["name"], line=line,
                                k=args.limit, filters=filters)
         else:
-            hits = idx.search(args.query, k=args.limit, filters=filters, mode=args.mode)
+            hits = idx.search(args.query, k=args.limit, filters=filters, mode=args.mode, rerank=args.rerank,
+                              rerank_depth=args.rerank_depth)
+            if args.rerank is not None and idx.reranker_name(args.rerank) != idx.reranker_name():
+                idx.set_rerank(idx.reranker_name(args.rerank))          # kept for later searches
         notices = list(idx.notices)
     finally:
         idx.close()

@@ -110,6 +110,7 @@ KEYS = [
     ("enter", "in the query: go to the results; on a result: open it in $VISUAL / $EDITOR"),
     ("/", "back to the query"),
     ("ctrl+t", "switch mode: hybrid → keyword → semantic"),
+    ("ctrl+r", "rerank the top results with a cross-encoder: on / off"),
     ("type box", "languages or extensions: py, go"),
     ("path box", "folders (src), globs (*.py), exclusions (!vendor)"),
     ("↑ ↓  j k", "move (click selects, double click opens)"),

@@ -87,15 +87,16 @@ class ResultList(OptionList):
 
 
 class StatusBar(Static):
-    """One line: mode, model and backend, index size and staleness, last search time."""
+    """One line: mode, reranker, model and backend, index size and staleness, last search time."""
 
     DEFAULT_CSS = """
     StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
     """
 
-    def show(self, mode: str, info: dict, search_ms: float | None, note: str = "") -> None:
-        """`info` is `Index.status()` (empty until the index is open)."""
-        parts = [mode]
+    def show(self, mode: str, info: dict, search_ms: float | None, note: str = "", reranker: str | None = None) -> None:
+        """`info` is `Index.status()` (empty until the index is open); `reranker` the model reranking
+        the results, if any."""
+        parts = [mode] + ([f"reranked by {_short_model(reranker)}"] if reranker else [])
         if info:
             model = _short_model(info.get("model")) or "no model"
             backend = info.get("backend")

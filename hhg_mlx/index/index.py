@@ -5,6 +5,7 @@ walk when nothing changed), so a search sees the tree as it is now, and a librar
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sqlite3
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import rerank as reranking
 from ..errors import HhgError, IndexNotFound, ModelUnavailable
 from ..search import VectorMatrix, rank
 from ..tokens import STOP_WORDS, query_terms, terms
@@ -21,6 +23,7 @@ from .store import (DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, databa
                     remove_database)
 
 if TYPE_CHECKING:
+    from ..cross_encoder import Reranker
     from ..encoder import Encoder
 
 __all__ = ["Index", "BuildProgress", "BuildStats", "find_root", "find_indexes", "clean"]
@@ -45,7 +48,8 @@ def _sqlite_errors(method):
 class Index:
     """An open index. Searches read the last committed state; `build`/`update` take the build lock."""
 
-    def __init__(self, root: Path, store: Store, encoder: Encoder | None = None) -> None:
+    def __init__(self, root: Path, store: Store, encoder: Encoder | None = None,
+                 reranker: Reranker | None = None) -> None:
         self.root = root
         self.notices: list[str] = []
         self.last_stats: BuildStats | None = None
@@ -53,15 +57,20 @@ class Index:
         self._encoder = encoder
         self._injected = encoder is not None
         self._encoder_error: str | None = None
+        self._reranker = reranker                   # given by the caller: used whenever a search reranks
+        self._rerankers: dict[str, Reranker] = {}   # loaded on first use, by model name
+        self._reranker_errors: dict[str, str] = {}  # why the index's own reranker could not be loaded
         self._vectors: VectorMatrix | None = None
         self._vectors_key: tuple | None = None
         self._writes = 0           # own commits (SQLite's data_version only counts other connections')
 
     # -- opening and building ------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, *, encoder: Encoder | None = None) -> "Index":
+    def open(cls, root: str | Path, *, encoder: Encoder | None = None, reranker: Reranker | None = None) -> "Index":
+        """The index of `root`. `encoder` replaces the index's own model for queries; `reranker` is the
+        cross-encoder every reranking search uses (else the index's reranker, loaded when first needed)."""
         root = _directory(root)
-        return cls(root, Store.open(root), encoder)
+        return cls(root, Store.open(root), encoder, reranker)
 
     @classmethod
     def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
@@ -123,18 +132,72 @@ class Index:
 
     # -- searching -------------------------------------------------------------------------------
     @_sqlite_errors
-    def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid", *,
+               rerank: bool | str | None = None, rerank_depth: int = reranking.DEPTH) -> list[Hit]:
         """Ranked blocks for `query`. `hybrid` falls back to keyword (with one notice) when the index has
-        no vectors or the model cannot be loaded; `semantic` raises ModelUnavailable instead."""
+        no vectors or the model cannot be loaded; `semantic` raises ModelUnavailable instead.
+        `rerank`: None follows the index's setting (`set_rerank`; a notice and no reranking when its
+        model cannot be loaded), False never reranks, True reranks with the index's reranker or the
+        default one, a string names the reranker (registry id, Hugging Face repo id or folder). A
+        reranking search has the cross-encoder reorder the best max(k, `rerank_depth`) candidates after
+        the filters (`hhg_mlx.rerank`); `filters.threshold` then applies to the reranked scores."""
         if mode not in MODES:
             raise HhgError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        reranker = self._reranker_for(rerank)
         vectors = query_vector = None
         if mode != "keyword":
             vectors = self._semantic_ready(required=mode == "semantic")
             if vectors is not None:
                 query_vector = self._encoder.embed_queries([query])[0]
         words = query_terms(query) if mode != "semantic" else []
-        return rank(self._store, query, words, k, filters, vectors=vectors, query_vector=query_vector)
+        if reranker is None:
+            return rank(self._store, query, words, k, filters, vectors=vectors, query_vector=query_vector)
+        threshold = filters.threshold if filters is not None else None
+        candidates = rank(self._store, query, words, max(k, rerank_depth),
+                          dataclasses.replace(filters, threshold=None) if filters is not None else None,
+                          vectors=vectors, query_vector=query_vector)
+        return reranking.rerank(reranker, query, candidates, k, threshold)
+
+    # -- reranking -------------------------------------------------------------------------------
+    def reranker_name(self, rerank: bool | str | None = None) -> str | None:
+        """The reranker a search with `rerank` (see `search`) uses: a model name, or None for none."""
+        stored = self._store.meta().get("rerank") or None
+        if rerank is False:
+            return None
+        if rerank is None:
+            return stored
+        if rerank is True:
+            from ..models.registry import DEFAULT_RERANKER
+            return stored or DEFAULT_RERANKER
+        return str(Path(rerank).resolve()) if Path(rerank).is_dir() else rerank
+
+    @_sqlite_errors
+    def set_rerank(self, model: str | None) -> None:
+        """Keep `model` (a name as `reranker_name` gives it) as the index's reranker; None: no reranking.
+        Searches with `rerank=None` follow it."""
+        with self._store.transaction():          # one meta row: no build lock needed
+            self._store.set_meta(rerank=model or "")
+
+    def _reranker_for(self, rerank: bool | str | None) -> Reranker | None:
+        """The cross-encoder for a search: the one given to `open`, else the named one, loaded once.
+        A reranker asked for by the caller must load (errors raise); the index's own setting falls
+        back to no reranking with a notice."""
+        name = self.reranker_name(rerank)
+        if name is None:
+            return None
+        if self._reranker is not None:
+            return self._reranker
+        if name not in self._rerankers and (rerank is not None or name not in self._reranker_errors):
+            try:
+                self._rerankers[name] = _loader().load_reranker(name, download=rerank is not None)
+            except HhgError as err:
+                if rerank is not None:
+                    raise
+                self._reranker_errors[name] = str(err)
+        if name in self._rerankers:
+            return self._rerankers[name]
+        self._notice(f"reranking unavailable ({self._reranker_errors[name]}); showing results without it")
+        return None
 
     @_sqlite_errors
     def similar(self, file: str, *, name: str | None = None, line: int | None = None, k: int = 10,
@@ -258,7 +321,8 @@ class Index:
             "root": str(self.root), "files": ok, "blocks": store.count("blocks"),
             "vectors": store.count_vectors(_vector_key(meta)), "model": meta.get("model"),
             "dim": int(meta["dim"]) if meta.get("dim") else None,
-            "backend": backend if meta.get("model") else None, "schema": SCHEMA_VERSION, "size_bytes": size,
+            "backend": backend if meta.get("model") else None, "rerank": meta.get("rerank") or None,
+            "schema": SCHEMA_VERSION, "size_bytes": size,
             "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
             "stale": len(plan.changed) + len(plan.deleted), "skipped": skip_counts(store, plan),
         }
