@@ -112,7 +112,7 @@ async def test_tools_have_model_readable_schemas(repo, env):
         assert len(tool.description) > 150
         assert all(len(p["description"]) > 20 for p in tool.input_schema["properties"].values())
     search = tools["search"].input_schema
-    assert set(search["properties"]) == {"query", "path", "k", "mode", "types", "exclude", "code_only"}
+    assert set(search["properties"]) == {"query", "path", "k", "mode", "types", "exclude", "code_only", "rerank"}
     assert search["required"] == ["query"]
     assert search["properties"]["mode"]["enum"] == ["hybrid", "keyword", "semantic"]
     assert (search["properties"]["k"]["default"], search["properties"]["k"]["minimum"]) == (10, 1)
@@ -179,6 +179,22 @@ async def test_find_similar_by_name_and_by_line(repo, env):
     assert by_name["hits"] == search_json("src/upload.py#Uploader.retry_failed_uploads", "-n", "5", cwd=repo, env=env)
     assert [(h["file"], h["name"]) for h in under_lib["hits"]][0] == ("lib/jobs.py", "retry_failed_jobs")
     assert {h["file"] for h in under_lib["hits"]} == {"lib/jobs.py"}
+
+
+@pytest.mark.asyncio
+async def test_rerank_passes_through_for_this_call_only(tmp_path, repo, env):
+    reranker = make_bert(tmp_path / "reranker", labels=1, prefix="bert.", sentence_transformers=False)
+    query = "retry failed uploads"
+    async with connect(repo, env) as session:
+        plain = (await call(session, "search", query=query))["hits"]
+        reranked = (await call(session, "search", query=query, rerank=str(reranker)))["hits"]
+        after = (await call(session, "search", query=query))["hits"]
+        refused = await error(session, "search", query=query, rerank=str(tmp_path / "no-such-reranker"))
+    assert after == plain                                     # the index's setting did not change
+    assert json.loads(run_hhg("status", "--json", cwd=repo, env=env).stdout)["rerank"] is None
+    assert reranked == search_json("--rerank", str(reranker), query, cwd=repo, env=env)
+    assert [h["name"] for h in reranked] != [h["name"] for h in plain]
+    assert refused == f"hhg: {tmp_path / 'no-such-reranker'}: no such model folder"      # the CLI's line
 
 
 # --- build and index_status --------------------------------------------------------------------

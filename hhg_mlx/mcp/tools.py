@@ -105,6 +105,10 @@ SEARCH = ToolSpec(
                     "gitignore-style globs, e.g. [\"tests/*\", \"*_test.go\"]."},
         "code_only": {"type": "boolean", "default": False, "description": "Skip documentation, plain text and "
                       "configuration files."},
+        "rerank": {"type": ["boolean", "string"], "description": "Have a cross-encoder reorder the best 20 "
+                   "candidates: slower, and better for questions in words. true: the index's reranker, else the "
+                   "default one (jina-reranker-tiny); a string names the reranker (registry id, Hugging Face repo "
+                   "id or local folder); false: no reranking. Default: the index's own setting."},
     }, required=("query",)),
     output_schema=HITS,
     read_only=True,

@@ -154,14 +154,16 @@ class Workspace:
 
     # -- the tools ---------------------------------------------------------------------------------
     def search(self, roots: Roots, query: str, path: str | None = None, k: int = 10, mode: str = "hybrid",
-               types: Sequence[str] = (), exclude: Sequence[str] = (), code_only: bool = False) -> dict:
-        """Ranked blocks for `query` under `path`, with the filters applied before the top-k cut."""
+               types: Sequence[str] = (), exclude: Sequence[str] = (), code_only: bool = False,
+               rerank: bool | str | None = None) -> dict:
+        """Ranked blocks for `query` under `path`, with the filters applied before the top-k cut;
+        `rerank` as `Index.search` takes it (this call only: the index's setting is left as it is)."""
         target = roots.resolve(path)
 
         def search(index: Index) -> list[Hit]:
             filters = Filters(types=tuple(types), exclude=tuple(exclude), paths=_scope(target, index.root),
                               code_only=code_only)
-            return index.search(query, k=k, filters=filters, mode=mode)
+            return index.search(query, k=k, filters=filters, mode=mode, rerank=rerank)
         return self._hits(roots, target, search)
 
     def find_similar(self, roots: Roots, target: str, path: str | None = None, k: int = 10) -> dict:
