@@ -8,7 +8,8 @@ package's copy when installed, else the `minilm` registry id), then, for keyword
   cold CLI    `hhg -q --json --no-content --mode MODE QUERY SRC`, a new process per query (the
               model is loaded by every hybrid search)
   MCP         `search` calls to one `hhg mcp --root SRC` server over stdio, timed at the client
-              (round trip included); the first call of each mode is shown apart (it loads the model)
+              (round trip included); the first call is shown apart (it opens the index and loads
+              its model, whatever the mode)
 
 Both run the stale check (a stat walk of the tree) first, as every search does. Medians over --runs
 queries, taken in one run so the ratio is fair on a shared machine. Needs the `hhg[mcp]` extra.
