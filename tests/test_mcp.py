@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,7 +20,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from checkpoints import make_bert
-from cli_fixtures import HHG, env_for, make_repo, run_hhg, search_json, write_tree
+from cli_fixtures import HHG, env_for, make_repo, run_hhg, search_json, worker_env, write_tree
+from hhg_mlx.index import worker
 from hhg_mlx.index.index import Index
 
 TIMEOUT = 180                      # seconds any one request may take before the test fails
@@ -204,9 +206,15 @@ async def test_index_status_after_build_is_hhg_status(tmp_path, repo, env):
     model = make_bert(tmp_path / "tiny-bert")
     async with connect(repo, env) as session:
         missing = await error(session, "index_status")
-        built = await call(session, "build", model=str(model))
+        built = await call(session, "build", model=str(model))      # returns after the keyword phase
         status = await call(session, "index_status", path="src")
+        with anyio.fail_after(TIMEOUT):
+            while status["embedding"]["state"] == "running":         # the background worker embeds
+                await anyio.sleep(0.2)
+                status = await call(session, "index_status", path="src")
     assert missing == "hhg: no index at or above .; the build tool makes one"
+    assert built["embedding"]["state"] in ("running", "done") and built["embedding"]["total"] == built["blocks"]
+    assert (status["embedding"]["state"], status["embedding"]["done"]) == ("done", status["blocks"])
     cli = json.loads(run_hhg("status", "--json", cwd=repo, env=env).stdout)
     assert status["size_bytes"] > 0 and cli["size_bytes"] > 0
     for reported in (status, cli):
@@ -214,8 +222,33 @@ async def test_index_status_after_build_is_hhg_status(tmp_path, repo, env):
     assert status == cli
     assert status["root"] == str(repo.resolve()) and status["model"] == str(model.resolve())
     assert status["vectors"] >= status["blocks"] > 0 and status["stale"] == 0
-    assert built["notices"] == [] and {k: built[k] for k in ("files", "blocks", "vectors", "model")} == {
-        k: status[k] for k in ("files", "blocks", "vectors", "model")}
+    assert built["notices"] == [] and {k: built[k] for k in ("files", "blocks", "model")} == {
+        k: status[k] for k in ("files", "blocks", "model")}
+
+
+@pytest.mark.asyncio
+async def test_build_leaves_the_embedding_to_the_background_worker(tmp_path, repo):
+    env = worker_env(tmp_path, delay=0.2)          # a stub model that takes 0.2 s a text: ~10 s for this repo
+    try:
+        async with connect(repo, env) as session:
+            built = await call(session, "build", model="stub-slow")
+            early = await call(session, "search", query="retry failed uploads", k=1)
+            status = await call(session, "index_status")
+            with anyio.fail_after(TIMEOUT):
+                while status["embedding"]["state"] == "running":
+                    await anyio.sleep(0.2)
+                    status = await call(session, "index_status")
+            late = await call(session, "search", query="retry failed uploads", mode="semantic", k=1)
+    finally:
+        worker.stop(repo, timeout=5)
+    embedding = built["embedding"]
+    assert embedding["state"] == "running" and embedding["pid"] and embedding["total"] == built["blocks"]
+    assert early["hits"][0]["name"] == "Uploader.retry_failed_uploads"           # the keyword index answers
+    assert re.fullmatch(rf"semantic search covers [\d,]+ of {built['blocks']:,} blocks \(\d+%\); "
+                        r"embedding continues in the background", early["notices"][0]), early["notices"]
+    assert (status["embedding"]["state"], status["embedding"]["done"]) == ("done", built["blocks"])
+    assert late["hits"] and late["notices"] == []
+    assert not worker.alive(embedding["pid"])
 
 
 # --- paths and errors --------------------------------------------------------------------------
@@ -328,7 +361,7 @@ async def test_concurrent_searches_of_two_roots(repo, other, env):
 async def test_one_encoder_load_serves_every_search(tmp_path, repo, other, env):
     model = make_bert(tmp_path / "tiny-bert")
     for folder in (repo, other):
-        assert run_hhg("build", "-q", "--model", str(model), cwd=folder, env=env, timeout=600).returncode == 0
+        assert run_hhg("build", "-q", "--wait", "--model", str(model), cwd=folder, env=env, timeout=600).returncode == 0
     log = tmp_path / "server.log"
     async with connect(repo, env, "--root", str(repo), "--root", str(other), log=log,
                        program=("-c", COUNTING)) as session:
@@ -405,8 +438,6 @@ async def in_process(*roots: Path):
 
     from hhg_mlx.mcp.server import create_server
     from hhg_mlx.mcp.workspace import Workspace
-    for root in roots:
-        Index.build(root).close()
     workspace = Workspace()
     try:
         async with Client(create_server(list(roots), workspace), read_timeout_seconds=TIMEOUT) as client:
@@ -424,6 +455,8 @@ async def test_searches_of_two_indexes_run_at_the_same_time(monkeypatch, repo, o
         both_inside.wait()
         return search(self, *args, **kwargs)
     monkeypatch.setattr(Index, "search", meeting_search)
+    for root in (repo, other):
+        Index.build(root).close()
     async with in_process(repo, other) as client:
         results = []
 
@@ -446,6 +479,8 @@ async def test_a_slow_build_does_not_hold_up_a_search_of_another_index(monkeypat
         building.set()
         assert release.wait(60)
         return build(cls, *args, **kwargs)
+    for root in (repo, other):
+        Index.build(root).close()
     async with in_process(repo, other) as client:
         monkeypatch.setattr(Index, "build", classmethod(stalled_build))
         async with anyio.create_task_group() as group:
@@ -460,3 +495,4 @@ async def test_a_slow_build_does_not_hold_up_a_search_of_another_index(monkeypat
             release.set()
     assert found.structured_content["hits"][0]["name"] == "Uploader.retry_failed_uploads"
     assert not built[0].is_error and built[0].structured_content["root"] == str(other.resolve())
+

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import stat
 from pathlib import Path
 
@@ -434,3 +435,33 @@ async def test_a_reranker_that_cannot_load_is_an_error_and_reranking_goes_off(re
         await until(pilot, lambda: errors(app) and not app.rerank)
         assert errors(app)[0].startswith("model jina-reranker-tiny is not installed")
         assert app.reranker is None and "reranker" not in app.hits[0].explain
+
+
+@pytest.mark.asyncio
+async def test_the_status_bar_follows_the_background_embedding(tmp_path, monkeypatch):
+    from cli_fixtures import run_hhg, worker_env
+    from hhg_mlx.index import worker
+
+    env = worker_env(tmp_path, delay=0.05, batch=4)
+    for name in ("HHG_BACKGROUND", "HHG_STUB_DELAY", "HHG_STUB_BATCH", "HHG_STUB_LOG", "PYTHONPATH"):
+        monkeypatch.setenv(name, env[name])
+    root = make_repo(tmp_path / "repo", use_git=False)
+    assert run_hhg("build", "-q", "--model", "stub-slow", cwd=root, env=env).returncode == 0
+    app = HhgApp(root, mode="keyword", debounce=0.01)
+    try:
+        async with app.run_test(size=(120, 24)) as pilot:
+            bar = app.query_one("#status")
+            shown = []
+
+            def progress() -> bool:
+                text = str(bar.content)
+                if m := re.search(r"embedding (\d+)%", text):
+                    shown.append(int(m[1]))
+                return "embedding" not in text and app.index is not None and bool(shown)
+
+            await until(pilot, progress, timeout=60)
+            assert app.index.embedding_status().state == "done"
+            assert shown == sorted(shown) and len(set(shown)) >= 2 and shown[-1] < 100   # it moved, live
+            assert "keyword · stub-slow on stub (fp32)" in str(bar.content)
+    finally:
+        worker.stop(root)

@@ -35,6 +35,7 @@ log = logging.getLogger("hhg.tui")
 MODES = ("hybrid", "keyword", "semantic")
 RESULTS = 50              # hits per search; a reranked search shows the RERANKED the cross-encoder reordered
 KEYWORD_DEBOUNCE = 0.03   # seconds; hybrid and semantic use the app's `debounce`
+EMBEDDING_POLL = 1.0      # seconds between looks at a running embedding's progress
 
 
 def log_path() -> Path:
@@ -114,6 +115,7 @@ class HhgApp(App[None]):
         self.model = model
         self.encoder = encoder
         self.reranker = reranker
+        self._foreground = encoder is not None    # a caller's encoder: new blocks are embedded here, not by a worker
         self.set_reactive(HhgApp.mode, mode)
         self.debounce = debounce
         self.index = None                      # hhg_mlx Index, once opened or built
@@ -128,6 +130,7 @@ class HhgApp(App[None]):
         self._note = "opening index…"        # what the app is busy with
         self._shown: tuple[str, str] = ("", "")  # the results on screen: (title, query) of their request
         self._model_tried = False
+        self._poll: Timer | None = None        # while the background worker embeds
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="bar"):
@@ -189,9 +192,9 @@ class HhgApp(App[None]):
 
     def _index_ready(self, index, opened: bool) -> None:
         self.index = index
-        # An opened index gets its model loaded by `_prepare`. Until then searches run by keyword,
-        # or the first one would load the model itself, inside the search, under the lock.
-        self._loading = opened and self.encoder is None and not self._model_tried
+        # `_prepare` loads the index's model (a build in the background did not). Until then searches run
+        # by keyword, or the first one would load the model itself, inside the search, under the lock.
+        self._loading = self.encoder is None and not self._model_tried
         self.query_one("#query").focus()
         self._prepare(opened)
         if self.query_one("#query", Input).value.strip():
@@ -213,13 +216,36 @@ class HhgApp(App[None]):
             self._locked("loading vectors…", lambda index: index.search("warm up", k=1, rerank=False),
                          "cannot load the model")
         if opened:
-            stats = self._locked("updating…", lambda index: index.update(), "update failed")
+            stats = self._locked("updating…", lambda index: index.update(wait=self._foreground), "update failed")
             log.info("update: %s", stats)
             if stats is not None and (stats.added or stats.modified or stats.deleted):
                 self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
                 self.call_from_thread(self._search_now)
         self.call_from_thread(self._show_status)
         self.call_from_thread(self._show_notices)
+        self.call_from_thread(self._follow_embedding)
+
+    def _follow_embedding(self) -> None:
+        """While the background worker embeds, look at its progress every EMBEDDING_POLL seconds."""
+        running = self._info.get("embedding", {}).get("state") == "running"
+        if running and self._poll is None:
+            self._poll = self.set_interval(EMBEDDING_POLL, self._embedding_progress)
+        elif not running and self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    @work(thread=True, exclusive=True, group="embedding")
+    def _embedding_progress(self) -> None:
+        """Show the embedding's progress; when it ends, search again (every block has its vector now).
+        Searches meanwhile see each committed batch: the index reloads its vectors when they change."""
+        embedding = self._locked("", lambda index: index.embedding_status(), "cannot read the embedding status")
+        if embedding is None:
+            return
+        self._info = {**self._info, "embedding": embedding.to_json()}
+        self.call_from_thread(self._show_status)
+        if embedding.state != "running":
+            self.call_from_thread(self._follow_embedding)
+            self.call_from_thread(self._search_now)
 
     def _load_model(self) -> None:
         """Load the index's model (`Index.encoder_args()`: its task, backend and precision too) without

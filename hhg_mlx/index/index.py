@@ -2,6 +2,10 @@
 
 Searching never updates the index implicitly: front ends call `idx.update()` first (a stat-only
 walk when nothing changed), so a search sees the tree as it is now, and a library user decides.
+
+A build has two phases: the keyword phase (files, blocks, FTS) commits first; the embedding phase
+then fills the vectors, in this process (`wait=True`, the library's default) or in the background
+worker (`wait=False`, the CLI's default; `worker.py`). Searches use whatever vectors are there.
 """
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from ..errors import HhgError, IndexNotFound, ModelUnavailable
 from ..search import VectorMatrix, rank
 from ..tokens import STOP_WORDS, query_terms, terms
 from ..types import Filters, Hit
+from . import worker
 from .build import BuildProgress, BuildStats, run, scan, skip_counts
+from .embed import embed_missing
 from .store import (DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path,
                     remove_database)
+from .worker import EmbeddingStatus
 
 if TYPE_CHECKING:
     from ..cross_encoder import Reranker
@@ -51,7 +58,8 @@ class Index:
     def __init__(self, root: Path, store: Store, encoder: Encoder | None = None,
                  reranker: Reranker | None = None) -> None:
         self.root = root
-        self.notices: list[str] = []
+        self.notices: list[str] = []           # shown once per index (the CLI remembers them)
+        self.session_notices: list[str] = []   # shown once per session: how much semantic search covers
         self.last_stats: BuildStats | None = None
         self._store = store
         self._encoder = encoder
@@ -76,20 +84,26 @@ class Index:
     def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
               progress: BuildProgress | None = None, encoder: Encoder | None = None,
               accept_license: bool = False, task: str | None = None, backend: str | None = None,
-              precision: str | None = None) -> "Index":
+              precision: str | None = None, wait: bool = True) -> "Index":
         """Create the index or bring it up to date. `model=None` keeps the index's model, else uses the
         default model when it is installed locally, else builds keyword-only. `force` starts afresh.
         `task` picks the prompt pair of models that have several; it is kept with the model.
         `backend` ("auto", "mlx", "onnx", "onnx-cuda") and `precision` ("auto", "fp32", "fp16", "bf16",
         "int8", "8bit", "4bit") are resolved once and kept too, so queries are embedded like documents;
         both None: keep the index's choice for its model, else auto. A refused choice (unknown model,
-        licence, backend and precision) leaves no index behind and an existing one untouched."""
+        licence, backend and precision) leaves no index behind and an existing one untouched.
+        `wait=False` returns after the keyword phase and leaves the embedding to the background worker,
+        which loads the index's model by name (with `HHG_BACKGROUND=0` it embeds here, as `wait=True`).
+        A running worker is stopped first by `force` and by another model; a failed or held one may
+        start again (this is an explicit build)."""
         root = _directory(root)
-        options = (model, accept_license, task, backend, precision, encoder)
+        wait = wait or not worker.background_enabled()
+        options = (model, accept_license, task, backend, precision, encoder, wait)
         # No index to keep a choice: choose (or fail) before creating or replacing anything on disk
         choice = _choose_model({}, *options) if force or not db_path(root).exists() else None
         with BuildLock(root, LOCK_WAIT_S):
             if force:
+                worker.stop(root)
                 remove_database(root)
             store = Store.open(root, create=True)
             idx = cls(root, store, encoder)
@@ -101,34 +115,76 @@ class Index:
                 if loaded is not None:
                     idx._encoder = loaded
                 if values:
+                    if _vector_key(values) != _vector_key(meta):
+                        worker.stop(root)                    # it embeds for the model being replaced
                     with store.transaction():
                         store.set_meta(**values)
-                idx.last_stats = idx._run(progress)
+                worker.reset(store)
+                idx.last_stats = idx._run(progress, wait)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
         return idx
 
     @_sqlite_errors
-    def update(self, progress: BuildProgress | None = None) -> BuildStats:
+    def update(self, progress: BuildProgress | None = None, *, wait: bool = True) -> BuildStats:
         """Bring the index up to date with the tree: stat every file, hash only files whose size or
-        mtime changed, re-extract only those whose content changed, embed only new windows."""
+        mtime changed, re-extract only those whose content changed, embed only new windows (`wait=False`:
+        in the background worker, unless it failed or `hhg stop` held it)."""
         with BuildLock(self.root, LOCK_WAIT_S):
-            self.last_stats = self._run(progress)
+            self.last_stats = self._run(progress, wait or not worker.background_enabled())
         return self.last_stats
 
-    def _run(self, progress: BuildProgress | None) -> BuildStats:
+    def _run(self, progress: BuildProgress | None, wait: bool) -> BuildStats:
+        """The keyword phase, then the embedding phase here (`wait`) or in the background worker."""
+        store = self._store
         try:
-            return run(self._store, self.root, model=_vector_key(self._store.meta()), get_encoder=self._build_encoder,
-                       progress=progress)
+            key = _vector_key(store.meta())
+            stats = run(store, self.root, model=key, progress=progress)
+            meta = store.meta()
+            missing = key is not None and meta.get("embedded") != key
+            if missing and wait:
+                try:
+                    with worker.foreground(store, self.root):
+                        stats.embedded = self.embed(progress)      # (rewrites the snapshot at the end)
+                    return stats
+                except ModelUnavailable as err:
+                    self._notice(f"new blocks were not embedded: {err}")
+            if key and meta.get("dim") and (stats.added or stats.modified or stats.deleted
+                                            or meta.get("snapshot_model") != key):
+                store.save_snapshot(key, int(meta["dim"]))      # new blocks' cached vectors, deleted blocks
+            if missing and not wait:
+                worker.start(store, self.root)
+            return stats
         finally:
             self._writes += 1
 
-    def _build_encoder(self) -> Encoder | None:
-        """The encoder for new windows; None (and a notice) when it cannot be loaded."""
+    @_sqlite_errors
+    def embed(self, progress: BuildProgress | None = None) -> int:
+        """Embed, in this process, every window without a vector for the index's model: one committed
+        batch at a time, in `embed.pending_windows` order, new windows from concurrent builds included.
+        Returns how many were embedded; ModelUnavailable when the model cannot be loaded. Builds call it
+        (or the background worker does); it takes no lock of its own."""
+        key = self.vector_key
+        if not key:
+            return 0
         encoder = self._query_encoder()
         if encoder is None:
-            self._notice(f"new blocks were not embedded: {self._encoder_error}")
-        return encoder
+            raise ModelUnavailable(self._encoder_error)
+        try:
+            return embed_missing(self._store, key, encoder.embed_documents, encoder.dim, progress,
+                                 tokenize=getattr(encoder, "tokenize", None))
+        finally:
+            self._writes += 1
+
+    @_sqlite_errors
+    def stop_worker(self) -> int | None:
+        """Stop the background worker and keep it stopped: searches do not start another until the next
+        `build`. Returns the stopped worker's pid, None when none ran."""
+        worker.record(self._store, embed_held=1)
+        pid = worker.stop(self.root)
+        if pid is not None:
+            worker.record(self._store, embed_state="stopped")
+        return pid
 
     # -- searching -------------------------------------------------------------------------------
     @_sqlite_errors
@@ -149,6 +205,8 @@ class Index:
             vectors = self._semantic_ready(required=mode == "semantic")
             if vectors is not None:
                 query_vector = self._encoder.embed_queries([query])[0]
+            elif mode == "semantic":
+                return []                   # nothing is embedded yet (the session notice says so)
         words = query_terms(query) if mode != "semantic" else []
         if reranker is None:
             return rank(self._store, query, words, k, filters, vectors=vectors, query_vector=query_vector)
@@ -247,9 +305,17 @@ class Index:
 
     # -- vectors and the encoder -----------------------------------------------------------------
     def _semantic_ready(self, *, required: bool) -> VectorMatrix | None:
-        """The vector matrix when semantic search can run now, else None (hybrid) or ModelUnavailable."""
+        """The vector matrix when semantic search can run now, else None (hybrid) or ModelUnavailable.
+        While blocks wait for vectors: a session notice says how many have them (None when none has:
+        the query is not embedded for nothing)."""
         meta = self._store.meta()
+        key = _vector_key(meta)
         vectors, reason = None, "this index has no embeddings; run `hhg build --model MODEL` to add them"
+        if key and meta.get("embedded") != key:
+            vectors = self._vectors_matrix() if meta.get("dim") else None
+            self._coverage_notice(meta, len(vectors) if vectors is not None else 0)
+            if vectors is None or not len(vectors):
+                return None
         if meta.get("model") and meta.get("dim"):
             if self._query_encoder() is None:
                 reason = self._encoder_error
@@ -262,9 +328,26 @@ class Index:
         self._notice(f"semantic search unavailable ({reason}); showing keyword results")
         return None
 
+    def _coverage_notice(self, meta: dict[str, str], covered: int) -> None:
+        """How much of the index semantic search covers while the embedding phase is unfinished (once
+        per session); after a failure, the reason instead (once per index)."""
+        if meta.get("embed_state") == "failed":
+            self._notice(f"embedding failed: {meta.get('embed_error') or 'unknown reason'}; semantic search covers "
+                         "the blocks embedded before (`hhg status`); `hhg build` tries again")
+            return
+        total = self._store.count("blocks")
+        if worker.running_pid(meta) is not None:
+            tail = "embedding continues in the background"
+        else:
+            tail = "embedding is stopped; `hhg build` resumes it"
+        message = (f"semantic search covers {covered:,} of {total:,} blocks "
+                   f"({100 * covered // max(total, 1)}%); {tail}")
+        if message not in self.session_notices:
+            self.session_notices.append(message)
+
     def _vectors_matrix(self) -> VectorMatrix | None:
-        """The window matrix of the index's model: the build's memory-mapped snapshot when it is
-        current, else read from SQLite. Reloaded whenever the index changed."""
+        """The window matrix of the index's model: the memory-mapped snapshot segments when they are
+        current, else read from SQLite. Reloaded whenever the index changed (an embedding batch too)."""
         meta = self._store.meta()
         model, dim = _vector_key(meta), meta.get("dim")
         if not model or not dim:
@@ -272,10 +355,16 @@ class Index:
         current = meta.get("snapshot") if meta.get("snapshot_model") == model else None
         key = (model, current) if current else (model, self._store.data_version(), self._writes)
         if key != self._vectors_key:
-            arrays = (self._store.load_snapshot(current) if current else None) \
-                or self._store.window_vectors(model, int(dim))
-            self._vectors, self._vectors_key = VectorMatrix(*arrays), key
+            segments = (self._store.load_snapshot(current) if current else None) \
+                or [self._store.window_vectors(model, int(dim))]
+            self._vectors, self._vectors_key = VectorMatrix.of_segments(segments), key
         return self._vectors
+
+    @property
+    def vector_key(self) -> str | None:
+        """What the index's vectors are keyed by in the embedding cache (model, task, precision); None
+        for a keyword-only index."""
+        return _vector_key(self._store.meta())
 
     def encoder_args(self) -> dict | None:
         """`load_encoder` keywords for the index's own model: model, task, and the backend and precision
@@ -325,7 +414,14 @@ class Index:
             "schema": SCHEMA_VERSION, "size_bytes": size,
             "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
             "stale": len(plan.changed) + len(plan.deleted), "skipped": skip_counts(store, plan),
+            "embedding": self.embedding_status().to_json(),
         }
+
+    @_sqlite_errors
+    def embedding_status(self) -> EmbeddingStatus:
+        """The embedding phase: state (none, running, done, stopped, failed), worker pid, blocks
+        done/total, current rate and ETA, failure reason."""
+        return worker.embedding_status(self._store, self.vector_key)
 
     def close(self) -> None:
         self._store.close()
@@ -357,13 +453,15 @@ def find_indexes(path: str | Path) -> list[Path]:
 
 
 def clean(path: str | Path, recursive: bool = False) -> list[Path]:
-    """Remove the `.hhg` directory of `path` (with `recursive`, every one below it); returns what went."""
+    """Remove the `.hhg` directory of `path` (with `recursive`, every one below it), stopping its
+    background worker first; returns what went."""
     import shutil
 
     targets = find_indexes(path) if recursive else [Path(path) / INDEX_DIR]
     removed = []
     for target in targets:
         if target.is_dir():
+            worker.stop(target.parent)
             shutil.rmtree(target)
             removed.append(target)
     return removed
@@ -435,11 +533,12 @@ def _installed_default_model() -> str | None:
 
 
 def _choose_model(meta: dict[str, str], model: str | None, accept_license: bool, task: str | None,
-                  backend: str | None, precision: str | None,
-                  encoder: Encoder | None) -> tuple[dict[str, str], Encoder | None]:
+                  backend: str | None, precision: str | None, encoder: Encoder | None,
+                  load: bool) -> tuple[dict[str, str], Encoder | None]:
     """What a build on an index with `meta` embeds with: the meta values to record (model, task,
-    backend, precision; none for keyword-only) and the encoder loaded for an explicit `model`.
-    Writes nothing, so a refused choice (unknown model, licence, backend and precision) changes nothing."""
+    backend, precision; none for keyword-only) and, with `load`, the encoder loaded for an explicit
+    `model` (else it is only found, downloaded if need be). Writes nothing, so a refused choice
+    (unknown model, licence, backend and precision) changes nothing."""
     asked = backend is not None or precision is not None
     loaded = None
     if encoder is not None:
@@ -460,7 +559,7 @@ def _choose_model(meta: dict[str, str], model: str | None, accept_license: bool,
                 if model is not None:
                     raise
                 choice = {"backend": "", "precision": ""}   # not on disk: the build notes it
-        if model is not None:
+        if model is not None and load:
             loaded = _load_encoder(_encoder_args(chosen, task, choice), download=True)
     if not chosen:
         if asked:

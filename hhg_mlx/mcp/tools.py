@@ -37,6 +37,16 @@ STATUS_FIELDS = {
     "files": {"type": "integer"}, "blocks": {"type": "integer"}, "vectors": {"type": "integer"},
     "model": {"type": ["string", "null"], "description": "the embedding model; null: keyword search only"},
     "stale": {"type": "integer", "description": "files changed since the last update (any search updates them)"},
+    "embedding": {"type": "object", "description": "the embedding phase, run by a background worker after a build",
+                  "properties": {
+                      "state": {"type": "string", "enum": ["none", "running", "done", "stopped", "failed"]},
+                      "pid": {"type": ["integer", "null"], "description": "the worker's process id while it runs"},
+                      "done": {"type": "integer", "description": "blocks with vectors"},
+                      "total": {"type": "integer", "description": "blocks in the index"},
+                      "rate": {"type": ["number", "null"], "description": "windows embedded per second"},
+                      "eta_s": {"type": ["number", "null"], "description": "seconds left, estimated"},
+                      "error": {"type": ["string", "null"], "description": "why the embedding failed"}},
+                  "required": ["state", "pid", "done", "total", "rate", "eta_s", "error"]},
 }
 STATUS = {"type": "object", "properties": STATUS_FIELDS, "required": list(STATUS_FIELDS)}
 BUILT = {"type": "object", "properties": {**STATUS_FIELDS, "notices": NOTICES},
@@ -143,8 +153,9 @@ INDEX_STATUS = ToolSpec(
     title="Index status",
     description=(
         "Describe the index that covers a path: its root folder, files, blocks and vectors, the embedding "
-        "model and backend, its size, when it was built and updated, how many files changed since, and which "
-        "files were skipped and why. Useful before a semantic search or after starting a build."),
+        "model and backend, its size, when it was built and updated, how many files changed since, which "
+        "files were skipped and why, and how far the background embedding is (state, blocks done of total, "
+        "rate, seconds left). Semantic search covers the blocks embedded so far."),
     input_schema=_object({"path": PATH}),
     output_schema=STATUS,
     read_only=True,
@@ -157,9 +168,10 @@ BUILD = ToolSpec(
     title="Build index",
     description=(
         "Create the index of a folder or bring it up to date, optionally with an embedding model for semantic "
-        "search (kept for later builds and searches). Searching builds a missing index by itself, keyword-only "
-        "unless a default model is installed, so call this to add or change the model or to index a folder "
-        "ahead of time. Returns the index's status."),
+        "search (kept for later builds and searches). Returns when the keyword index is ready, with the "
+        "index's status; a background worker then embeds the blocks, and index_status shows how far it is. "
+        "Searching builds a missing index by itself (keyword-only unless a default model is installed), so "
+        "call this to add or change the model or to index a folder ahead of time."),
     input_schema=_object({
         "path": {**PATH, "description": "The folder to index. " + PATH["description"]},
         "model": {"type": "string", "description": "Embedding model: a registry id (minilm, bge-small, "

@@ -196,12 +196,12 @@ class Workspace:
             return _json_safe(kept.index.status())
 
     def build(self, roots: Roots, path: str | None = None, model: str | None = None) -> dict:
-        """Build or update the index of the folder `path` (with `model`, or the index's own model); its
-        status and the build's notices."""
+        """Build or update the index of the folder `path` (with `model`, or the index's own model): the
+        keyword phase here, the embedding by the background worker. Its status and the build's notices."""
         folder = roots.resolve(path)
         if not folder.is_dir():
             raise HhgError(f"{path}: not a folder")
-        index = Index.build(folder, model=model)
+        index = Index.build(folder, model=model, wait=False)
         try:
             return {**_json_safe(index.status()), "notices": list(index.notices)}
         finally:
@@ -226,24 +226,29 @@ class Workspace:
         with kept.lock:
             notices = self._prepare(kept)
             result = run(kept.index)
-            news = [notice for notice in kept.index.notices if notice not in kept.shown]
+            news = [notice for notice in (*kept.index.notices, *kept.index.session_notices)
+                    if notice not in kept.shown]
             kept.shown.update(news)
         return result, kept.root, notices + news
 
     def _prepare(self, kept: _Kept) -> list[str]:
         """Open, reopen or build `kept`'s index, give it the shared encoder of its model, and bring it
-        up to date as every CLI search does first."""
+        up to date as every CLI search does first (new blocks go to the background embedding worker)."""
         notices = []
-        built = not db_path(kept.root).is_file()
-        if built:
-            kept.replace(Index.build(kept.root))
-            notices.append(f"built a new index in {kept.root} (the first search there)")
-        elif kept.index is None or kept.identity != _identity(kept.root):
+        built = False
+        if not db_path(kept.root).is_file():
+            try:
+                kept.replace(Index.build(kept.root, wait=False))
+                built = True
+                notices.append(f"built a new index in {kept.root} (the first search there)")
+            except IndexLocked:     # another process builds it first: search what it has committed
+                pass
+        if not built and (kept.index is None or kept.identity != _identity(kept.root)):
             kept.replace(Index.open(kept.root))
         self._share_encoder(kept)
         if not built:
             try:
-                kept.index.update()
+                kept.index.update(wait=False)
             except IndexLocked:
                 notices.append("another build is updating this index; results may be incomplete")
         return notices
