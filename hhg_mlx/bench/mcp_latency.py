@@ -81,7 +81,7 @@ def main() -> int:
     src = django_sources(args.cache, args.django).resolve()
     hhg = hhg_command()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    build, proc = timed([*hhg, "build", "-q", "--model", args.model, str(src)], env)
+    build, proc = timed([*hhg, "build", "-q", "--wait", "--model", args.model, str(src)], env)
     if proc.returncode:
         sys.exit(f"hhg build failed ({proc.returncode}): {proc.stderr.strip()}")
     status = json.loads(subprocess.run([*hhg, "status", "--json", str(src)], capture_output=True, text=True,
