@@ -28,7 +28,9 @@ EPILOG = """\
 examples:
   hhg convert jina-code-v2 ~/models/jina-code-f16 --dtype float16 --onnx-int8
   hhg convert ./all-MiniLM-L6-v2 ./minilm-4bit --quantize 4
-  hhg build --model ~/models/jina-code-f16"""
+  hhg convert jina-reranker-tiny ~/models/reranker-int8 --onnx-int8
+  hhg build --model ~/models/jina-code-f16
+  hhg --rerank ~/models/reranker-int8 "where are uploads retried\""""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +132,10 @@ def _export_onnx(src: Path, out: Path, precisions: list[str], step) -> dict[str,
 
 def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architecture: str, summary: dict,
                     onnx_files: dict[str, str]) -> None:
+    from hhg_mlx.models.folder import is_cross_encoder
+
     manifest: dict = {"format": HHG_FORMAT, "architecture": architecture, "variant": None,
+                      "kind": "reranker" if is_cross_encoder(settings.config) else "embedding",
                       "model_id": settings.model_id or (info.id if info else given)}
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
         manifest.update(_encoder_settings(given, src, info, architecture, settings))

@@ -1,4 +1,5 @@
-"""Export a Hugging Face encoder folder to ONNX files: fp32, int8 (CPU, `convert.onnx_int8`) and fp16 (CUDA).
+"""Export a Hugging Face encoder or cross-encoder folder to ONNX files: fp32, int8 (CPU,
+`convert.onnx_int8`) and fp16 (CUDA).
 
 `onnx_model(folder, precision)` is what loaders call: it returns the folder's own ONNX file
 when the folder was made by `hhg convert --onnx...`, and otherwise exports once into a cache
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hhg_mlx.errors import ModelUnavailable
-from hhg_mlx.models.folder import read_settings
+from hhg_mlx.models.folder import is_cross_encoder, read_settings
 
 from .weights import load_encoder_weights, weight_files
 
@@ -31,7 +32,8 @@ def export(folder: Path, out: Path, precision: str) -> Path:
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-    model = build_graph(load_encoder_weights(folder), read_settings(folder).config,
+    config = read_settings(folder).config
+    model = build_graph(load_encoder_weights(folder, head=is_cross_encoder(config)), config,
                         dtype="float16" if precision == "fp16" else "float32")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:

@@ -99,15 +99,19 @@ def make_session(path: Path, backend: str = "onnx", threads: int | None = None, 
     return session
 
 
-class ONNXEncoder(TextEncoder):
-    """A `TextEncoder` whose network is an ONNX Runtime session."""
+class SessionModel:
+    """Mixin for a tokenised model (`TextEncoder`, `PairScorer`) whose network is an ONNX Runtime session."""
 
     def __init__(self, session, tokenizer, spec: EncoderSpec, backend: str = "onnx", precision: str = "fp32",
-                 token_budget: int = 8192) -> None:
-        super().__init__(tokenizer, spec, token_budget)
+                 **options) -> None:
+        super().__init__(tokenizer, spec, **options)       # options: the model kind's own (token_budget)
         self.session = session
         self.backend = backend
         self.precision = precision
+
+
+class ONNXEncoder(SessionModel, TextEncoder):
+    """A `TextEncoder` whose network is an ONNX Runtime session."""
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if self.precision == "int8":
@@ -134,13 +138,19 @@ def int8_layout(input_ids: np.ndarray, attention_mask: np.ndarray, pad_id: int,
             np.pad(attention_mask, ((0, 0), (0, extra))))
 
 
-def load_onnx_encoder(folder: Path, spec: EncoderSpec, *, tokenizer=None, backend: str = "onnx",
-                      precision: str = "fp32", threads: int | None = None) -> ONNXEncoder:
-    """An ONNX Runtime encoder for a Hugging Face or converted model folder. The ONNX file is the
-    folder's own (`hhg convert --onnx...`) or exported on first use and cached (`convert.onnx_export`)."""
+def load_session_model(kind: type[SessionModel], folder: Path, spec: EncoderSpec, *, tokenizer=None,
+                       backend: str = "onnx", precision: str = "fp32", threads: int | None = None) -> SessionModel:
+    """A `kind` (`ONNXEncoder`, `ONNXReranker`) for a Hugging Face or converted model folder. The ONNX
+    file is the folder's own (`hhg convert --onnx...`) or exported on first use and cached
+    (`convert.onnx_export`)."""
     from convert.onnx_export import onnx_model
     from hhg_mlx.models.folder import load_tokenizer
 
     path = onnx_model(Path(folder), precision)
-    return ONNXEncoder(make_session(path, backend, threads, precision), tokenizer or load_tokenizer(folder), spec,
-                       backend, precision)
+    return kind(make_session(path, backend, threads, precision), tokenizer or load_tokenizer(folder), spec,
+                backend, precision)
+
+
+def load_onnx_encoder(folder: Path, spec: EncoderSpec, **options) -> ONNXEncoder:
+    """An ONNX Runtime encoder for a model folder (`load_session_model`'s options)."""
+    return load_session_model(ONNXEncoder, folder, spec, **options)

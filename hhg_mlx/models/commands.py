@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_list() -> str:
-    """A table of the registry; `*` marks the default model."""
-    header = ("", "ID", "ARCH", "DIM", "LICENCE", "COMMERCIAL", "INSTALLED")
+    """A table of the registry; `*` marks the default embedding model and the default reranker."""
+    header = ("", "ID", "KIND", "ARCH", "DIM", "SIZE", "LICENCE", "COMMERCIAL", "INSTALLED")
+    defaults = (registry.DEFAULT_MODEL, registry.DEFAULT_RERANKER)
     rows = [header] + [
-        ("*" if info.id == registry.DEFAULT_MODEL else "", info.id, info.architecture, str(info.dim), info.license,
-         _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""), _yes(is_installed(info.id)))
+        ("*" if info.id in defaults else "", info.id, info.kind, info.architecture, str(info.dim or "-"),
+         info.size or "-", info.license, _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""),
+         _yes(is_installed(info.id)))
         for info in registry.REGISTRY.values()
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -48,7 +50,7 @@ def format_info(model: str) -> str:
     lines = []
     if info is not None:
         lines += [f"{f.name}: {_show(getattr(info, f.name))}" for f in fields(info)]
-        if info.id == registry.DEFAULT_MODEL:
+        if info.id in (registry.DEFAULT_MODEL, registry.DEFAULT_RERANKER):
             lines.append("default: yes")
     installed = is_installed(model)
     lines.append(f"installed: {_yes(installed)}")
