@@ -21,7 +21,7 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
                          Linear layers as `weight` (packed uint32), `scales`, `biases` (`nn.quantize`)
     tokenizer.json, tokenizer_config.json, special_tokens_map.json, modules.json, 1_Pooling/,
     sentence_bert_config.json, config_sentence_transformers.json   copied from the source
-    model.onnx, model.int8.onnx, model.fp16.onnx   optional ONNX graphs (`--onnx`, `--onnx-int8`,
+    model.onnx, model.q8.onnx, model.fp16.onnx   optional ONNX graphs (`--onnx`, `--onnx-int8`,
                          `--onnx-fp16`): inputs input_ids/attention_mask int64 [batch, seq],
                          output last_hidden_state float32 [batch, seq, hidden]; a reranker's also
                          reads token_type_ids and outputs logits float32 [batch]; see `onnx_graph`.
@@ -30,6 +30,6 @@ Cross-encoder rerankers (`*ForSequenceClassification`) convert the same way, hea
 MLX weights keep `pooler.*` and `classifier.*` (models/cross_encoder.py's names).
 
 Modules: `cli` (the command), `mlx` (MLX weights for JinaBERT/BERT), `qwen` (mlx-lm models),
-`onnx_graph` (graph builder, no PyTorch), `onnx_export` (fp32/int8/fp16 files, export cache),
-`weights` (safetensors → numpy, bfloat16 included).
+`onnx_graph` (graph builder, no PyTorch), `onnx_int8` (the CPU int8 graph), `onnx_export` (fp32/int8/fp16
+files, export cache), `weights` (safetensors → numpy, bfloat16 included).
 """

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
                         help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (fp32, ONNX Runtime CPU)")
-    parser.add_argument("--onnx-int8", action="store_true", help="also write model.int8.onnx (dynamic int8, CPU)")
+    parser.add_argument("--onnx-int8", action="store_true", help="also write model.q8.onnx (int8, ONNX Runtime CPU)")
     parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it is a model folder already")
     parser.add_argument("--accept-license", action="store_true",

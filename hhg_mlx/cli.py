@@ -7,23 +7,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import HhgError
+from .errors import HhgError, one_line
 from .rerank import DEPTH as RERANK_DEPTH
+from .types import SIMILAR
 
-COMMANDS = ("build", "status", "stop", "list", "clean", "cache", "model", "convert", "bench")
+COMMANDS = ("build", "status", "stop", "list", "clean", "cache", "model", "convert", "bench", "mcp")
 RERANK = "--rerank"
 # Subcommands that live in other modules: name -> (module, one-line help).
 DELEGATED = {
     "model": ("hhg_mlx.models.commands", "list, inspect and install embedding models"),
     "convert": ("convert.cli", "convert a checkpoint to MLX or ONNX"),
     "bench": ("hhg_mlx.bench.speed", "measure encoder speed on this machine"),
+    "mcp": ("hhg_mlx.mcp.command", "serve hybrid code search to coding agents over MCP"),
 }
-SIMILAR = re.compile(r"^(?P<file>.+?)(?:#(?P<name>[^#\s]+)|:(?P<line>\d+))$")
 
 DESCRIPTION = """\
 Search a codebase for the functions, classes and sections that answer a question.
@@ -43,6 +43,7 @@ commands:
   hhg model ...                     list, inspect and install embedding models
   hhg convert ...                   convert a checkpoint to MLX or ONNX
   hhg bench ...                     measure encoder speed
+  hhg mcp [--root PATH ...]         serve search to coding agents over MCP (stdio; extra hhg[mcp])
   Run `hhg COMMAND --help` for a command's options."""
 
 EPILOG = """\
@@ -275,16 +276,6 @@ def _existing(path: str) -> Path:
     return p
 
 
-def find_root(path: Path) -> Path | None:
-    """The nearest folder at or above `path` that holds an index."""
-    from .index.store import db_path
-    start = path.resolve()
-    for folder in (start, *start.parents):
-        if db_path(folder).is_file():
-            return folder
-    return None
-
-
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root).as_posix()
@@ -308,7 +299,7 @@ def open_index(start: Path, args: argparse.Namespace):
     are embedded by the background worker (`--no-background`: here). While another process builds
     the index, the search reads what that build has committed so far."""
     from .errors import IndexLocked
-    from .index.index import Index
+    from .index.index import Index, find_root
     root = find_root(start)
     bar = _progress(args.quiet)
     try:
@@ -461,7 +452,7 @@ def _ray_pool(address: str):
 
 def covering_index(path: str):
     """The open index at or above `path`; a one-line error when there is none."""
-    from .index.index import Index
+    from .index.index import Index, find_root
     root = find_root(_existing(path))
     if root is None:
         raise HhgError(f"no index at or above {path}; run `hhg build {path}`")
@@ -564,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except HhgError as err:
-        eprint(str(err))
+        eprint(one_line(err))
         return 2
     except KeyboardInterrupt:
         eprint("interrupted")
@@ -574,12 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as err:
-        eprint(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
+        eprint(one_line(err))
         return 2
     except Exception as err:  # a bug: still one line, with a way to see the traceback
         if os.environ.get("HHG_DEBUG"):
             raise
-        eprint(f"internal error: {type(err).__name__}: {err} (set HHG_DEBUG=1 for a traceback)")
+        eprint(f"{one_line(err)} (set HHG_DEBUG=1 for a traceback)")
         return 2
 
 

@@ -34,7 +34,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 QWEN_ARCHITECTURES = ("qwen2", "qwen3")
 ONNX_ARCHITECTURES = ("jinabert", "bert")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit")
-# What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's dynamic int8 (CPU).
+# What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's int8 (CPU, `convert.onnx_int8`).
 BACKEND_PRECISIONS = {"mlx": ("fp32", "fp16", "bf16", "8bit", "4bit"), "onnx": ("fp32", "fp16", "int8"),
                       "onnx-cuda": ("fp32", "fp16")}
 _LOAD_ARGS = {"fp32": ("float32", None), "fp16": ("float16", None), "bf16": ("bfloat16", None),
@@ -76,8 +76,9 @@ class EncoderChoice:
 
 def resolve_choice(backend: str, precision: str, architecture: str, folder: Path | None = None) -> EncoderChoice:
     """`backend` and `precision` ("auto" or a name) made concrete for a model. Auto precision is the
-    fastest: int8 on the CPU, fp16 on CUDA, fp32 (or the folder's own quantisation) on MLX. A precision
-    only one backend has (bf16, 8bit, 4bit: MLX; int8: ONNX on the CPU) picks that backend under auto.
+    fastest: int8 on a CPU with an int8 kernel (else fp32), fp16 on CUDA, fp32 (or the folder's own
+    quantisation) on MLX. A precision only one backend has (bf16, 8bit, 4bit: MLX; int8: ONNX on the
+    CPU) picks that backend under auto.
     Raises `UnsupportedModel` for unknown names and combinations that cannot run."""
     if precision not in PRECISIONS:
         raise UnsupportedModel(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
@@ -206,6 +207,7 @@ def _load_bert_family(found: _Found, kind: str, requested: str, dtype: str, quan
         from fallback import onnx_encoder, onnx_reranker
     except ImportError:
         raise UnsupportedModel(f"backend {found.backend} is not available in this installation") from None
+    # auto with default dtype/quantize: the fastest precision (int8 on CPUs with an int8 kernel, fp16 on CUDA)
     precision = onnx_encoder.onnx_precision(found.backend, dtype, quantize, fastest=requested == "auto")
     load = onnx_reranker.load_onnx_reranker if kind == "reranker" else onnx_encoder.load_onnx_encoder
     return load(found.folder, spec, tokenizer=tokenizer, backend=found.backend, precision=precision)

@@ -70,9 +70,11 @@ def snippet(content: str, lines: int) -> list[str]:
 
 
 def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
-               pattern: re.Pattern[str] | None = None) -> str:
-    """`path:line kind name` and the block's first lines, indented by four spaces."""
-    head = f"{_paint(path, 'path', color)}:{_paint(str(hit.line), 'line', color)} {_paint(hit.kind, 'kind', color)}"
+               pattern: re.Pattern[str] | None = None, span: bool = False) -> str:
+    """`path:line kind name` (with `span`: `path:line-end_line ...`) and the block's first lines,
+    indented by four spaces."""
+    where = f"{hit.line}-{hit.end_line}" if span else str(hit.line)
+    head = f"{_paint(path, 'path', color)}:{_paint(where, 'line', color)} {_paint(hit.kind, 'kind', color)}"
     if hit.name:
         head += " " + _paint(hit.name, "name", color)
     body = snippet(hit.content, lines)
@@ -81,11 +83,13 @@ def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
     return "\n".join([head, *("    " + line for line in body)])
 
 
-def format_hits(hits: Sequence[Hit], show_path, *, lines: int = 3, color: bool = False, query: str = "") -> str:
+def format_hits(hits: Sequence[Hit], show_path, *, lines: int = 3, color: bool = False, query: str = "",
+                span: bool = False) -> str:
     """Every hit via `format_hit`; a blank line separates hits that show code."""
     pattern = query_pattern(query) if color else None
     sep = "\n\n" if lines > 0 else "\n"
-    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern) for h in hits) + "\n"
+    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern, span=span)
+                    for h in hits) + "\n"
 
 
 def format_files(hits: Iterable[Hit], show_path, *, color: bool = False) -> str:
@@ -94,14 +98,19 @@ def format_files(hits: Iterable[Hit], show_path, *, color: bool = False) -> str:
     return "".join(_paint(show_path(f), "path", color) + "\n" for f in files)
 
 
-def format_json(hits: Iterable[Hit], show_path, *, content: bool = True) -> str:
-    """A JSON array of `Hit.to_json()` objects, with `file` shown like the text output."""
+def hits_json(hits: Iterable[Hit], show_path, *, content: bool = True) -> list[dict]:
+    """`Hit.to_json()` objects with `file` shown by `show_path`: the `--json` array and the MCP tools' hits."""
     out = []
     for hit in hits:
         item = hit.to_json(content=content)
         item["file"] = show_path(hit.file)
         out.append(item)
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+def format_json(hits: Iterable[Hit], show_path, *, content: bool = True) -> str:
+    """A JSON array of `hits_json` objects, with `file` shown like the text output."""
+    return json.dumps(hits_json(hits, show_path, content=content), indent=2, ensure_ascii=False) + "\n"
 
 
 def _human_bytes(n: float) -> str:

@@ -141,7 +141,7 @@ def test_rerankers_convert_with_their_head(tmp_path, kind):
     for flags, load, check in [
         (["--dtype", "float16", "--onnx", "--onnx-int8"], {"backend": "mlx", "dtype": "float16"}, 2e-2),
         ([], {"backend": "onnx"}, 1e-5),                                  # from "--onnx": model.onnx
-        ([], {"backend": "onnx", "quantize": 8}, 0.95),                   # model.int8.onnx
+        ([], {"backend": "onnx", "quantize": 8}, 0.95),                   # model.q8.onnx
         (["--dtype", "bfloat16"], {"backend": "mlx", "dtype": "bfloat16"}, 0.95),
         (["--quantize", "8"], {"backend": "mlx", "quantize": 8}, 0.95),
         (["--quantize", "4"], {"backend": "mlx", "quantize": 4}, 0.7),

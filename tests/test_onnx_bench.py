@@ -8,6 +8,7 @@ import pytest
 from checkpoints import make_checkpoint, pad_tokens, random_tokens  # noqa: F401  (fixture)
 from reference import read_safetensors
 
+from fallback.cpu_features import cpu_features
 from hhg_mlx.bench import speed
 from hhg_mlx.cli import main
 from hhg_mlx.loader import load_encoder
@@ -42,6 +43,7 @@ def test_json_report(make_checkpoint, capsys):
         assert r["tokens_per_s"] == pytest.approx(16 * r["texts_per_s"])
         assert r["peak_fraction"] == pytest.approx(r["gflops"] / report["gemm_peak_gflops"])
     assert mix["tokens"] == np.minimum(speed.length_mix(8), 64).sum()          # cut at the model's 64 tokens
+    assert report["cpu"] == {"features": cpu_features().summary(), "int8_path": cpu_features().int8_path()}
 
 
 def test_unknown_backend_is_one_line_error(capsys):

@@ -53,13 +53,14 @@ def test_put_then_get_returns_exactly_the_stored_vectors(folder):
 
 
 def test_one_store_per_vector_key_holding_no_text(folder):
-    int8, task = KEY.replace("fp32", "int8"), KEY.replace("#", "#task=nl2code#")
+    int8, task = KEY.replace("fp32", "int8/q8-block128"), KEY.replace("#", "#task=nl2code#")   # int8: as Index keys it
     with VectorCache.open(KEY, folder) as a, VectorCache.open(int8, folder) as b, VectorCache.open(task, folder) as c:
         assert a.dim is None and a.get([digest("x")]) == {}
         a.put([digest("x")], vector_of("x")[None])
         assert a.dim == 8 and b.get([digest("x")]) == {} and c.get([digest("x")]) == {}
         assert len({a.path, b.path, c.path}) == 3
     assert a.path.name.startswith("all-MiniLM-L6-v2-precision=fp32-")
+    assert b.path.name.startswith("all-MiniLM-L6-v2-precision=int8-q8-block128-")     # the model stays readable
     tables = {r[0] for r in sqlite3.connect(a.path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"meta", "vectors"}
     columns = [r[1] for r in sqlite3.connect(a.path).execute("PRAGMA table_info(vectors)")]

@@ -254,7 +254,11 @@ def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, s
                     encoder.embed_ids(*pad_batch([sequences[r] for r in rows], encoder.spec.pad_token_id))
             seconds = _seconds(embed_all)
             mix.append({"backend": name, "texts_per_s": texts / seconds, "tokens_per_s": int(lengths.sum()) / seconds})
+    from fallback.cpu_features import cpu_features
+
+    cpu = cpu_features()
     return {"model": model, "architecture": architecture, "gemm_peak_gflops": peak_flops / 1e9,
+            "cpu": {"features": cpu.summary(), "int8_path": cpu.int8_path()},
             "fixed": {"batch": batch, "seq": seq, "gflop_per_text": flops / 1e9, "results": fixed},
             "mix": {"texts": texts, "median_tokens": int(np.median(lengths)) if texts else 0,
                     "tokens": int(lengths.sum()) if texts else 0, "results": mix}}
@@ -263,6 +267,8 @@ def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, s
 def format_report(report: dict) -> str:
     fixed, mix = report["fixed"], report["mix"]
     lines = [f"model: {report['model']} ({report['architecture']})",
+             f"cpu: {report['cpu']['features']}",
+             f"int8 path: {report['cpu']['int8_path']}",
              f"numpy float32 GEMM peak: {report['gemm_peak_gflops']:.0f} GFLOP/s",
              "",
              f"fixed: {fixed['batch']} texts x {fixed['seq']} tokens ({fixed['gflop_per_text']:.1f} GFLOP per text)",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from ..config import shared_cache_enabled
-from ..errors import HhgError, ModelUnavailable
+from ..errors import HhgError, ModelUnavailable, one_line
 from ..paths import cache_dir
 from . import worker
 from .embed import EMBED_BATCH, Rate, Window, embed_missing, window_texts, write_batch
@@ -229,15 +229,8 @@ def _failing_alone(result: IndexResult, action: Callable[[], T]) -> T | None:
     try:
         return action()
     except (HhgError, OSError) as err:
-        result.ok, result.error = False, _reason(err)
+        result.ok, result.error = False, one_line(err)
         return None
-
-
-def _reason(err: HhgError | OSError) -> str:
-    """The one-line message of an error (an OSError as the CLI writes it)."""
-    if isinstance(err, OSError) and not isinstance(err, HhgError):
-        return f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}"
-    return str(err)
 
 
 def embed_targets(targets: list[Target], texts: TextCounts, repos: int, *, shared_cache: bool | None,
@@ -387,7 +380,7 @@ class _GroupRun:
         except (HhgError, OSError, sqlite3.DatabaseError) as err:
             if isinstance(err, sqlite3.DatabaseError):
                 err = database_error(Path(target.result.root), err)
-            target.result.ok, target.result.error = False, _reason(err)
+            target.result.ok, target.result.error = False, one_line(err)
             self._close(target, err)
 
     def _close(self, target: Target, err: BaseException | None = None) -> None:

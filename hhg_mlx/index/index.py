@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..cross_encoder import Reranker
     from ..encoder import Encoder
 
-__all__ = ["Index", "BuildProgress", "BuildStats", "find_indexes", "clean"]
+__all__ = ["Index", "BuildProgress", "BuildStats", "find_root", "find_indexes", "clean"]
 
 MODES = ("hybrid", "keyword", "semantic")
 LOCK_WAIT_S = 2.0              # how long a build waits for another build's lock before IndexLocked
@@ -470,6 +470,15 @@ class Index:
         self.close()
 
 
+def find_root(path: Path) -> Path | None:
+    """The nearest folder at or above `path` that holds an index."""
+    start = path.resolve()
+    for folder in (start, *start.parents):
+        if db_path(folder).is_file():
+            return folder
+    return None
+
+
 def find_indexes(path: str | Path) -> list[Path]:
     """Every `.hhg` index directory at or below `path` (sorted); `.git` and `node_modules` are not searched."""
     found = []
@@ -548,12 +557,20 @@ def _backend_label(meta: dict[str, str]) -> str | None:
     return f"{backend} ({precision})" if backend and precision else backend or None
 
 
+# A precision whose vectors changed meaning is keyed by its current scheme, so vectors of an older
+# scheme (stored under the plain name) are never mixed with new ones: the next build re-embeds.
+# int8: 8-bit blockwise weights and per-row activations (`convert.onnx_int8.SCHEME`), not the
+# per-batch dynamic int8 that earlier builds stored as "int8".
+PRECISION_KEYS = {"int8": "int8/q8-block128"}
+
+
 def _vector_key(meta: dict[str, str]) -> str | None:
     """What the index's vectors are keyed by: the model, the task when one was chosen (another task
     means other prompts, so other vectors) and the precision (int8 vectors are not fp32 vectors)."""
     model, task, precision = meta.get("model"), meta.get("task"), meta.get("precision")
     if not model:
         return None
+    precision = PRECISION_KEYS.get(precision, precision)
     return model + (f"#task={task}" if task else "") + (f"#precision={precision}" if precision else "")
 
 

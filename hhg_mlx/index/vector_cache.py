@@ -43,7 +43,9 @@ def cache_folder() -> Path:
 def store_name(key: str) -> str:
     """The file of a vector key's store: a readable slug of the key and a digest of it, e.g.
     `all-MiniLM-L6-v2-precision=int8-3f1a….sqlite`."""
-    slug = re.sub(r"[^A-Za-z0-9.=_-]+", "-", key.rstrip("/").rsplit("/", 1)[-1].replace("#", "-")).strip("-.")
+    model, _, options = key.partition("#")          # options: e.g. precision=int8/q8-block128
+    readable = model.rstrip("/").rsplit("/", 1)[-1] + (f"-{options}" if options else "")
+    slug = re.sub(r"[^A-Za-z0-9.=_-]+", "-", readable).strip("-.")
     return f"{slug[:80]}-{digest(key)[:12]}.sqlite"
 
 

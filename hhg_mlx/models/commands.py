@@ -45,7 +45,7 @@ def format_list() -> str:
 
 def format_info(model: str) -> str:
     """Registry fields (when known), install location, the backend and precision `auto` picks on
-    this machine, and MLX's BLAS."""
+    this machine, the CPU features behind its int8 choice, and MLX's BLAS."""
     info = registry.get(model)
     lines = []
     if info is not None:
@@ -61,8 +61,19 @@ def format_info(model: str) -> str:
         lines.append(f"backend: {choose_encoder(model)}")
     else:
         lines.append(f"{model} is not in the registry (see `hhg model list`)")
+    lines += _cpu_lines()
     lines.append(_blas_note())
     return "\n".join(lines)
+
+
+def _cpu_lines() -> list[str]:
+    """The CPU features that decide the int8 path, and that path (what `auto` bases int8 on)."""
+    try:
+        from fallback.cpu_features import cpu_features
+    except ImportError:
+        return []
+    features = cpu_features()
+    return [f"cpu: {features.summary()}", f"int8 path: {features.int8_path()}"]
 
 
 def _blas_note() -> str:
