@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from batch_fixtures import FP32, contents, copies, needs_minilm, reference, results, window_texts  # noqa: F401
+from batch_fixtures import FP32, contents, copies, make_repos, needs_minilm, reference, results, window_texts  # noqa: F401
+from hhg_mlx.index.index import Index
 from hhg_mlx.index import batch
 from hhg_mlx.index.batch import LocalPool, build_many
 from hhg_mlx.index.store import BuildLock, digest
@@ -80,6 +81,21 @@ def test_chunks_cross_index_boundaries_and_owners_get_their_vectors_per_chunk(tm
     assert result.texts.embedded == sum(map(len, pool.chunks)) == result.texts.unique
     for built, ref in zip(roots, reference):
         assert contents(built) == contents(ref)
+
+
+def test_int8_batches_equal_separate_builds_too(tmp_path, monkeypatch):
+    """int8 vectors do not depend on their batch-mates either (per-row activation scales), so deduplicated,
+    boundary-crossing chunks still give each index the vectors of a build on its own."""
+    monkeypatch.setattr(batch, "EMBED_BATCH", 16)
+    int8 = {**FP32, "precision": "int8"}
+    separate = make_repos(tmp_path / "separate")
+    for root in separate:
+        Index.build(root, **int8).close()
+    result = build_many(copies(separate, tmp_path / "batch"), **int8)
+    assert result.texts.embedded == result.texts.unique < result.texts.total
+    for entry, ref in zip(result.indexes, separate):
+        got, want = contents(entry.root), contents(ref)
+        assert "precision=int8/" in got["key"] and got == want
 
 
 def test_the_shared_cache_makes_a_fresh_copy_cost_nothing(tmp_path, reference, monkeypatch, recording):
