@@ -73,8 +73,12 @@ class RayPool:
                                          scheduling_strategy=strategy).remote(self.choice)
 
     def _check(self, infos: list[dict]) -> list[dict]:
-        """Refuse actors that do not make the indexes' model, precision and dimension."""
-        wanted = self.choice["precision"] or infos[0]["precision"]
+        """Refuse actors that do not make the indexes' model, precision and dimension. The precision is
+        compared as each node's hhg keys it (`precision_key`: int8 with its scheme), so a node whose hhg
+        computes int8 otherwise is refused too."""
+        from .index.index import precision_key
+
+        wanted = precision_key(self.choice["precision"]) or infos[0]["precision"]
         for info in infos:
             if info["precision"] != wanted or info["dim"] != infos[0]["dim"] or info["model"] != infos[0]["model"]:
                 raise HhgError(f"the Ray actor on {info['node']} runs {info['model']} on {info['backend']} "
@@ -175,11 +179,13 @@ def _encoder_actor():
         def __init__(self, choice: dict) -> None:
             import socket
 
+            from hhg_mlx.index.index import precision_key
             from hhg_mlx.loader import choose_encoder, load_encoder
 
             picked = choose_encoder(choice["model"], "auto", choice["precision"] or "auto", download=True)
             self.encoder = load_encoder(choice["model"], task=choice["task"], **picked.load_args(), download=True)
-            self.info = {"node": socket.gethostname(), "backend": picked.backend, "precision": picked.precision,
+            self.info = {"node": socket.gethostname(), "backend": picked.backend,
+                         "precision": precision_key(picked.precision),
                          "model": self.encoder.model_id, "dim": self.encoder.dim}
 
         def describe(self) -> dict:

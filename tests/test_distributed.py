@@ -87,9 +87,13 @@ def test_actors_that_would_make_other_vectors_are_refused():
 
     pool = RayPool.__new__(RayPool)
     pool.choice = {"model": "minilm", "task": None, "backend": "onnx", "precision": "int8"}
-    same = {"node": "mac-1", "backend": "onnx", "precision": "int8", "model": "minilm", "dim": 384}
+    same = {"node": "mac-1", "backend": "onnx", "precision": "int8/q8-block128", "model": "minilm", "dim": 384}
     assert pool._check([same, {**same, "node": "mac-2"}]) == [same, {**same, "node": "mac-2"}]
     with pytest.raises(HhgError) as err:
         pool._check([same, {**same, "node": "gpu-1", "backend": "onnx-cuda", "precision": "fp16"}])
     assert str(err.value) == ("the Ray actor on gpu-1 runs minilm on onnx-cuda (fp16, 384 dims); the indexes need "
-                              "minilm at int8: every node must produce the same vectors")
+                              "minilm at int8/q8-block128: every node must produce the same vectors")
+    with pytest.raises(HhgError) as err:          # an older hhg's int8 (per-batch dynamic) makes other vectors
+        pool._check([same, {**same, "node": "mac-old", "precision": "int8"}])
+    assert str(err.value).startswith("the Ray actor on mac-old runs minilm on onnx (int8, 384 dims); the indexes "
+                                     "need minilm at int8/q8-block128")

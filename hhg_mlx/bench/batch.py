@@ -1,7 +1,7 @@
 """Batch indexing of the semble benchmark's 19 repositories with one model (all-MiniLM-L6-v2 at ONNX int8
 by default): separate builds against one batch build, the shared embedding cache, and Ray.
 
-    python -m hhg_mlx.bench.batch [--model DIR] [--precision int8] [--work DIR] [--data DIR]
+    python -m hhg_mlx.bench.batch [--model DIR] [--precision int8] [--work DIR] [--data DIR] [--repos N]
                                   [--ray-actors 2] [--ray-repos 10] [--skip-ray]
 
 Every build starts from no index (`hhg clean`). Each line reports the wall time, the encoders loaded and
@@ -39,6 +39,7 @@ def main() -> int:
     ap.add_argument("--precision", default="int8", help="ONNX precision (default int8)")
     ap.add_argument("--data", type=Path, default=default_data_dir(), help="the semble benchmark folder")
     ap.add_argument("--work", type=Path, default=default_work_dir() / "semble", help="where the sources are unpacked")
+    ap.add_argument("--repos", type=int, help="the N smallest repositories only (default: all 19)")
     ap.add_argument("--ray-actors", type=int, default=2, help="actors of the Ray run (default 2)")
     ap.add_argument("--ray-repos", type=int, default=10, help="the Ray comparison's repositories: the N smallest "
                     "(default 10)")
@@ -47,6 +48,8 @@ def main() -> int:
 
     model = args.model or _minilm()
     roots = [checkout(spec, args.work) for spec in load_specs(args.data)]
+    if args.repos:
+        roots = sorted(roots, key=_size)[:args.repos]
     options = ["--wait", "--json", "--model", model, "--backend", "onnx", "--precision", args.precision]
     hhg = hhg_command()
     with tempfile.TemporaryDirectory(prefix="hhg-bench-batch-") as cache:

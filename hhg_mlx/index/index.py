@@ -564,13 +564,17 @@ def _backend_label(meta: dict[str, str]) -> str | None:
 PRECISION_KEYS = {"int8": "int8/q8-block128"}
 
 
+def precision_key(precision: str | None) -> str | None:
+    """What vectors of `precision` are keyed by: its current scheme where it has one ("int8/q8-block128")."""
+    return PRECISION_KEYS.get(precision, precision)
+
+
 def _vector_key(meta: dict[str, str]) -> str | None:
     """What the index's vectors are keyed by: the model, the task when one was chosen (another task
     means other prompts, so other vectors) and the precision (int8 vectors are not fp32 vectors)."""
-    model, task, precision = meta.get("model"), meta.get("task"), meta.get("precision")
+    model, task, precision = meta.get("model"), meta.get("task"), precision_key(meta.get("precision"))
     if not model:
         return None
-    precision = PRECISION_KEYS.get(precision, precision)
     return model + (f"#task={task}" if task else "") + (f"#precision={precision}" if precision else "")
 
 
