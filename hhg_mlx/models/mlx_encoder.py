@@ -1,4 +1,4 @@
-"""The MLX backend for encoder-only models (JinaBERT, BERT): load a folder, run; pooling is the
+"""The MLX backend for encoder-only models (JinaBERT, BERT, NomicBERT): load a folder, run; pooling is the
 shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from ..encoder import EncoderSpec, TextEncoder, pool
 from ..errors import ModelUnavailable, UnsupportedModel
 from ..mlx_runtime import mx, nn
-from . import bert, jinabert
+from . import bert, jinabert, nomic_bert
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 QUANT_BITS = (8, 4)
@@ -45,6 +45,8 @@ def build_model(architecture: str, config: dict, weights: dict[str, mx.array]) -
         model: nn.Module = jinabert.Model(args)
     elif architecture == "bert":
         model = bert.Model(bert.ModelArgs.from_dict(config))
+    elif architecture == "nomic_bert":
+        model = nomic_bert.Model(nomic_bert.checkpoint_args(config, weights))
     else:
         raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
     weights = model.sanitize(weights)
