@@ -16,7 +16,7 @@ from hhg_mlx.loader import load_encoder
 
 FP32_TOL = 1e-5
 LENGTHS = [3, 29, 11, 1, 17]
-BACKENDS = ["mlx"]
+BACKENDS = ["mlx", "onnx"]
 CASES = {
     "coderank-layout": {},
     "mean-pooled-biases": {"pooling": "mean", "biases": True},
@@ -82,7 +82,7 @@ def test_dynamic_ntk_rotary_scaling_past_the_trained_length(tmp_path, backend):
     assert _max_diff(encoder.embed_ids(short_ids, short_mask), plain, short_ids, short_mask) < FP32_TOL
 
 
-@pytest.mark.parametrize("backend,dtype", [("mlx", "float16"), ("mlx", "bfloat16")])
+@pytest.mark.parametrize("backend,dtype", [("mlx", "float16"), ("mlx", "bfloat16"), ("onnx", "float16")])
 def test_half_precision_close_to_reference(make_checkpoint, backend, dtype):
     folder = make_checkpoint("nomic_bert")
     ids, mask = _batch(folder, left=True, seed=2)
@@ -90,6 +90,16 @@ def test_half_precision_close_to_reference(make_checkpoint, backend, dtype):
     want = reference.reference_embed(folder, ids, mask)
     assert (got * want).sum(axis=1).min() >= 0.999
     assert np.abs(got - want).max() > 1e-6                 # really computed in half precision
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["right-padded", "left-padded"])
+def test_onnx_int8_close_to_reference(make_checkpoint, left):
+    folder = make_checkpoint("nomic_bert")
+    encoder = load_encoder(str(folder), backend="onnx", quantize=8)
+    assert encoder.precision == "int8"
+    ids, mask = _batch(folder, left, seed=4)
+    cosine = (encoder.embed_ids(ids, mask) * reference.reference_embed(folder, ids, mask)).sum(axis=1)
+    assert cosine.min() >= 0.99 and cosine.max() < 1 - 1e-5          # close, and really quantised
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -103,30 +113,41 @@ def test_half_precision_close_to_reference(make_checkpoint, backend, dtype):
      "(hhg runs the SwiGLU feed-forward: activation_function='swiglu')"),
 ])
 def test_unsupported_configs_are_refused_naming_the_field(make_checkpoint, tmp_path, backend, field, value, message):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for item in make_checkpoint("nomic_bert").iterdir():
-        (folder / item.name).symlink_to(item)
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").unlink()
-    (folder / "config.json").write_text(json.dumps({**config, field: value}))
+    folder = _with_config(make_checkpoint("nomic_bert"), tmp_path, {field: value})
     with pytest.raises(UnsupportedModel) as err:
         load_encoder(str(folder), backend=backend)
     assert str(err.value) == message
 
 
-def test_missing_fields_mean_the_original_defaults(make_checkpoint, tmp_path):
-    """config.json without `rotary_emb_fraction` is NomicBertConfig's 0.0: a position table, refused."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_missing_fields_mean_the_original_defaults(make_checkpoint, tmp_path, backend):
+    """config.json without `rotary_emb_fraction` is NomicBertConfig's 0.0 (a position table): refused."""
+    folder = _with_config(make_checkpoint("nomic_bert"), tmp_path, {"rotary_emb_fraction": None})
+    with pytest.raises(UnsupportedModel, match=r"rotary_emb_fraction=0\.0 is not supported"):
+        load_encoder(str(folder), backend=backend)
+
+
+def test_onnx_export_follows_config_changes(tmp_path):
+    """The cached ONNX export is rebuilt when config.json changes, not only the weights."""
+    folder = make_nomic_bert(tmp_path / "m")
+    ids, mask = _batch(folder)
+    load_encoder(str(folder), backend="onnx").embed_ids(ids, mask)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "rotary_emb_base": 10_000}))
+    got = load_encoder(str(folder), backend="onnx").embed_ids(ids, mask)
+    assert _max_diff(got, folder, ids, mask) < FP32_TOL
+
+
+def _with_config(source, tmp_path, changes: dict):
+    """A copy of the checkpoint `source` (its files linked) whose config.json has `changes` (None: left out)."""
     folder = tmp_path / "model"
     folder.mkdir()
-    for item in make_checkpoint("nomic_bert").iterdir():
-        if item.name != "config.json":
+    for item in source.iterdir():
+        if item.is_file() and item.name != "config.json":
             (folder / item.name).symlink_to(item)
-    config = json.loads((make_checkpoint("nomic_bert") / "config.json").read_text())
-    del config["rotary_emb_fraction"]
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedModel, match="rotary_emb_fraction=0.0 is not supported"):
-        load_encoder(str(folder), backend="mlx")
+    config = {**json.loads((source / "config.json").read_text()), **changes}
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    return folder
 
 
 # ---------------------------------------------------------------- registry models: pooling, prompts, Matryoshka
