@@ -217,3 +217,22 @@ def test_length_limit_is_the_trained_positions_without_rotary_scaling(tmp_path, 
     folder = make_nomic_bert(tmp_path / "m", max_seq_length=8192, scaling_factor=scaling_factor)
     assert load_encoder(str(folder), backend="mlx", max_length=4096).max_length == want
     assert load_encoder(str(folder), backend="mlx").max_length == 512
+
+
+def test_model_list_and_info_show_licence_size_dims_and_scores():
+    from hhg_mlx.models.commands import format_info, format_list
+
+    lines = format_list().splitlines()
+    assert lines[0].split() == ["ID", "ARCH", "SIZE", "DIM", "LICENCE", "COMMERCIAL", "PUBLISHED", "INSTALLED"]
+    rows = {line.split()[0]: line for line in lines[1:] if not line.startswith("*")}
+    assert rows["coderank"].split()[:6] == ["coderank", "nomic_bert", "137M", "768", "MIT", "yes"]
+    assert "  CoIR 60.1, CSN MRR 77.9  " in rows["coderank"] and rows["coderank"].split()[-1] == "no"
+    assert rows["nomic-v1.5"].split()[:6] == ["nomic-v1.5", "nomic_bert", "137M", "64-768", "Apache-2.0", "yes"]
+    info = format_info("coderank").splitlines()
+    for line in ("license: MIT", "parameters: 137M", "scores: CoIR 60.1, CSN MRR 77.9", "pooling: cls",
+                 "query_prefix: 'Represent this query for searching relevant code: '", "document_prefix: -"):
+        assert line in info
+    info = format_info("nomic-v1.5").splitlines()
+    for line in ("license: Apache-2.0", "matryoshka_dims: 64, 128, 256, 512, 768", "matryoshka_layer_norm: yes",
+                 "query_prefix: 'search_query: '", "document_prefix: 'search_document: '", "pooling: mean"):
+        assert line in info
