@@ -120,6 +120,9 @@ class _Graph:
     def ints(self, *values: int) -> str:
         return self.const(np.array(values, np.int64))
 
+    def scalar(self, value: float) -> str:
+        return self.const(np.array(value, np.float32))
+
     def layer_norm(self, x: str, key: str) -> str:
         return self.op("LayerNormalization", x, self.param(f"{key}.weight"), self.param(f"{key}.bias"),
                        axis=-1, epsilon=self.dims.eps)
@@ -252,10 +255,10 @@ def _rotary_tables(g: _Graph, shape: str, seq: str, config: Mapping) -> _Rotary:
     if factor:
         trained = nomic_config.field(config, "max_trained_positions")
         length = g.op("Cast", seq, to=TensorProto.FLOAT)
-        ratio = g.op("Max", g.op("Sub", g.op("Mul", length, g.const(np.array(factor / trained, np.float32))),
-                                 g.const(np.array(factor - 1, np.float32))), g.const(np.array(1, np.float32)))
-        log_base = g.op("Add", g.op("Mul", g.op("Log", ratio), g.const(np.array(d / (d - 2), np.float32))),
-                        g.const(np.array(np.log(nomic_config.field(config, "rotary_emb_base")), np.float32)))
+        ratio = g.op("Max", g.op("Sub", g.op("Mul", length, g.scalar(factor / trained)), g.scalar(factor - 1)),
+                     g.scalar(1))
+        log_base = g.op("Add", g.op("Mul", g.op("Log", ratio), g.scalar(d / (d - 2))),
+                        g.scalar(np.log(nomic_config.field(config, "rotary_emb_base"))))
         inv_freq = g.op("Exp", g.op("Mul", log_base, g.const(-exponents.astype(np.float32))))
     else:
         inv_freq = g.const(nomic_config.inv_freq(config, seq_len=0).astype(np.float32))   # no scaling: any length

