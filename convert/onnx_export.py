@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hhg_mlx.errors import ModelUnavailable
-from hhg_mlx.models.folder import read_settings
+from hhg_mlx.models.folder import read_settings, snapshot_repo
 
 from .weights import load_encoder_weights, weight_files
 
@@ -78,8 +78,7 @@ def source_key(folder: Path) -> str:
 def cache_dir(folder: Path) -> Path:
     """Where exports of `folder` live: next to the weights when the folder is writable and not a
     Hugging Face cache snapshot (the hub library manages those), else in the user cache."""
-    hub_snapshot = folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--")
-    if os.access(folder, os.W_OK) and not hub_snapshot:
+    if os.access(folder, os.W_OK) and snapshot_repo(folder) is None:
         return folder / CACHE_SUBDIR
     from hhg_mlx.paths import cache_dir
 

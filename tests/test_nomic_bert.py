@@ -202,6 +202,20 @@ def test_nomic_v15_prefixes_and_matryoshka_recipe(hf_cache, tmp_path, backend):
         load_encoder("nomic-v1.5", backend=backend, dim=100, download=False)
 
 
+def test_hugging_face_snapshot_folder_gets_the_registry_settings(hf_cache, tmp_path):
+    """The folder `snapshot_download` returns is recognised as its repo: prefixes and the Matryoshka
+    recipe apply, while the encoder (and an index built with it) keeps naming the folder."""
+    snapshot = hf_cache("nomic-ai/nomic-embed-text-v1.5",
+                        make_nomic_bert(tmp_path / "nomic", hidden=768, heads=12, layers=1, sentence_transformers=False))
+    encoder = load_encoder(str(snapshot), backend="mlx", dim=64)
+    spec = encoder.spec
+    assert (spec.pooling, spec.query_prefix, spec.document_prefix, spec.matryoshka_layer_norm) == \
+        ("mean", "search_query: ", "search_document: ", True)
+    assert encoder.model_id == str(snapshot.resolve())
+    ids, mask = _batch(snapshot)
+    assert _max_diff(encoder.embed_ids(ids, mask), snapshot, ids, mask, pooling="mean", matryoshka_dim=64) < FP32_TOL
+
+
 def test_sentence_transformers_files_override_the_registry(hf_cache, tmp_path):
     """A CodeRankEmbed copy whose own files say mean pooling and other prompts is run as they say."""
     folder = make_nomic_bert(tmp_path / "coderank", pooling="mean", query_prefix="q: ", document_prefix="d: ")

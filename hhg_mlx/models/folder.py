@@ -87,13 +87,24 @@ def read_settings(folder: Path) -> FolderSettings:
 
 
 def registry_info(model: str | Path) -> ModelInfo | None:
-    """The registry model that `model` is: a registry id, a Hugging Face repo id, or a local folder
-    whose `hhg.json` names one (a folder made by `hhg convert`); None for anything else."""
+    """The registry model that `model` is: a registry id, a Hugging Face repo id, a local folder whose
+    `hhg.json` names one (a folder made by `hhg convert`) or a Hugging Face cache snapshot of a registry
+    repo (what `snapshot_download` returns); None for anything else."""
     info = registry.get(str(model))
     folder = Path(model).expanduser()
     if info is None and folder.is_dir():
-        info = registry.get((read_json(folder / "hhg.json") or {}).get("model_id") or "")
+        info = registry.get((read_json(folder / "hhg.json") or {}).get("model_id") or "") \
+            or registry.get(snapshot_repo(folder) or "")
     return info
+
+
+def snapshot_repo(folder: Path) -> str | None:
+    """"org/name" for a Hugging Face cache snapshot `…/models--org--name/snapshots/<revision>`, else None."""
+    folder = folder.resolve()
+    cached = folder.parent.parent.name
+    if folder.parent.name != "snapshots" or not cached.startswith("models--"):
+        return None
+    return cached.removeprefix("models--").replace("--", "/", 1)
 
 
 def _first(*values: T | None) -> T | None:
@@ -162,10 +173,14 @@ def pad_token_id(folder: Path, tokenizer: Tokenizer, config: dict) -> int:
 def encoder_spec(folder: Path, model_id: str, info: ModelInfo | None, tokenizer: Tokenizer, *,
                  dim: int | None = None, max_length: int | None = None,
                  settings: FolderSettings | None = None) -> EncoderSpec:
-    """The `EncoderSpec` for an encoder-only model folder (pooling, prompts, length, dims, pad id)."""
+    """The `EncoderSpec` for an encoder-only model folder (pooling, prompts, length, dims, pad id).
+    A folder that is a copy of a registry model (`registry_info`) gets that entry's settings where it
+    declares none; its id stays `model_id` (the folder), so an index keeps using the folder."""
     s = settings or read_settings(folder)
+    model_id = s.model_id or (info.id if info else model_id)
     try:
-        return _spec(s, model_id, info, dim, max_length, pad_token_id(folder, tokenizer, s.config))
+        return _spec(s, model_id, info or registry_info(folder), dim, max_length,
+                     pad_token_id(folder, tokenizer, s.config))
     except ValueError as err:          # e.g. a `dim` the model does not offer
         raise UnsupportedModel(str(err)) from None
 
@@ -177,7 +192,7 @@ def _spec(s: FolderSettings, model_id: str, info: ModelInfo | None, dim: int | N
     limit = s.max_length or (info.max_length if info else None) or network_limit or DEFAULT_MAX_LENGTH
     limit = min(limit, network_limit or limit)
     return EncoderSpec(
-        model_id=s.model_id or (info.id if info else model_id),
+        model_id=model_id,
         pooling=s.pooling or (info.pooling if info else None) or config.get("emb_pooler") or "mean",
         hidden_size=bert_names(config)["hidden_size"],
         max_length=min(limit, max_length or DEFAULT_MAX_LENGTH),
