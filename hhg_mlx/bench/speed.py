@@ -260,7 +260,8 @@ def measure(models: list[tuple[str, Path]], backends: list[str], *, batch: int =
         for encoder in s.encoders.values():
             encoder.embed_ids(s.ids[:2], mask[:2])         # warm-up: graph optimisation, first allocations
 
-    best = {(s.name, backend): float("inf") for s in subjects for backend in backends}
+    order = [(s.name, backend) for s in subjects for backend in backends]      # rows: model by model
+    best = dict.fromkeys(order, float("inf"))
     peak = {s.name: float("inf") for s in subjects}
     for _ in range(repeat):
         for s in subjects:
@@ -270,21 +271,23 @@ def measure(models: list[tuple[str, Path]], backends: list[str], *, batch: int =
                 best[s.name, backend] = min(best[s.name, backend], _seconds(lambda: encoder.embed_ids(s.ids, mask)))
     peak_flops = {s.name: 2.0 * batch * seq * s.config["hidden_size"] * s.config["intermediate_size"] / peak[s.name]
                   for s in subjects}
-    fixed = [{"model": s.name, "backend": backend, "texts_per_s": batch / t, "tokens_per_s": batch * seq / t,
-              "gflops": batch * s.flops / t / 1e9, "peak_fraction": batch * s.flops / t / peak_flops[s.name]}
-             for s in subjects for backend in backends for t in [best[s.name, backend]]]
+    flops = {s.name: s.flops for s in subjects}
+    fixed = [{"model": name, "backend": backend, "texts_per_s": batch / t, "tokens_per_s": batch * seq / t,
+              "gflops": batch * flops[name] / t / 1e9, "peak_fraction": batch * flops[name] / t / peak_flops[name]}
+             for (name, backend), t in best.items()]
 
-    mix = []
     lengths = np.minimum(length_mix(texts), limit)
-    for s in subjects if texts else []:
-        sequences = [rng.integers(5, s.config["vocab_size"], n).tolist() for n in lengths]
-        for backend, encoder in s.encoders.items():
+    sequences = {s.name: [rng.integers(5, s.config["vocab_size"], n).tolist() for n in lengths] for s in subjects}
+    seconds = {}
+    for backend in backends if texts else []:          # models alternate within each backend
+        for s in subjects:
+            encoder = s.encoders[backend]
             def embed_all() -> None:
                 for rows in token_budget_batches(lengths, encoder.token_budget):
-                    encoder.embed_ids(*pad_batch([sequences[r] for r in rows], encoder.spec.pad_token_id))
-            seconds = _seconds(embed_all)
-            mix.append({"model": s.name, "backend": backend, "texts_per_s": texts / seconds,
-                        "tokens_per_s": int(lengths.sum()) / seconds})
+                    encoder.embed_ids(*pad_batch([sequences[s.name][r] for r in rows], encoder.spec.pad_token_id))
+            seconds[s.name, backend] = _seconds(embed_all)
+    mix = [{"model": name, "backend": backend, "texts_per_s": texts / seconds[name, backend],
+            "tokens_per_s": int(lengths.sum()) / seconds[name, backend]} for name, backend in order if texts]
     return {"models": [{"model": s.name, "architecture": s.architecture, "gflop_per_text": s.flops / 1e9,
                         "gemm_peak_gflops": peak_flops[s.name] / 1e9} for s in subjects],
             "fixed": {"batch": batch, "seq": seq, "results": fixed},
