@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="registry id, Hugging Face repo id or local Hugging Face folder")
     parser.add_argument("out", metavar="OUT", help="folder to create")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                        help="MLX weight dtype (default: float32 for JinaBERT/BERT, bfloat16 for Qwen)")
+                        help="MLX weight dtype (default: float32 for JinaBERT/BERT/NomicBERT, bfloat16 for Qwen)")
     parser.add_argument("--quantize", type=int, choices=(8, 4), help="quantise the MLX weights to 8 or 4 bits")
     parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
                         help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")

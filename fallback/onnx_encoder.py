@@ -1,5 +1,5 @@
-"""ONNX Runtime encoders for JinaBERT and BERT: CPU fp32/int8 and CUDA fp16, same `TextEncoder`
-interface as the MLX backend. `onnxruntime` is imported only when an encoder is made.
+"""ONNX Runtime encoders for JinaBERT, BERT and NomicBERT: CPU fp32/int8 and CUDA fp16, same
+`TextEncoder` interface as the MLX backend. `onnxruntime` is imported only when an encoder is made.
 
 The graph (see `convert/onnx_graph.py`) returns last hidden states; pooling is the shared numpy
 `pool`, so every backend pools identically.

@@ -52,9 +52,17 @@ _VARIANT_LAYERS = {
     "base-en": ("mlp.gated_layers", "mlp.wo", ("mlp.layernorm",)),
 }
 _VARIANT_NAMES = {"qk-post-norm": "jinaai/jina-bert-v2-qk-post-norm", "base-en": "jinaai/jina-bert-implementation"}
+EPILOG = """\
+examples:
+  hhg bench                                       # the default model (or a random one of its shape)
+  hhg bench --model jina-code-v2 --model coderank --random --backends onnx,onnx-int8,mlx
+  hhg bench --model ~/models/coderank --batch 8 --texts 0 --json
+  hhg bench --rerank --pairs 20"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--model", metavar="M", action="append",
                         help="registry id, Hugging Face repo id or folder; repeat to compare models in one run "
                         "(default: jina-code-v2 if installed, else a random model of its shape)")
