@@ -54,12 +54,13 @@ def test_fp32_matches_the_float64_reference(folder, batch, backend):
     assert np.abs(load_encoder(str(folder), backend=backend).embed_ids(ids, mask) - want).max() < 1e-5
 
 
-@pytest.mark.parametrize("backend,kwargs,min_cosine", [("onnx", {"quantize": 8}, 0.97),
+@pytest.mark.parametrize("backend,kwargs,min_cosine", [("onnx", {"quantize": 8}, 0.99),
                                                        ("onnx", {"dtype": "float16"}, 0.999),
                                                        ("mlx", {"dtype": "bfloat16"}, 0.99)])
 def test_lower_precisions_stay_close(folder, batch, backend, kwargs, min_cosine):
-    """Measured: fp16 0.99999; dynamic int8 only 0.973-0.985 on this model (0.991 on MiniLM): its Wqkv and fc2
-    inputs lose the most (left in fp32, the rest int8: 0.996)."""
+    """Measured: fp16 0.99999. int8 (8-bit `MatMulNBits`, block 128) against fp32 on 100 semble code
+    windows and 99 queries (`python -m hhg_mlx.bench.int8 --model FOLDER --blocks 20`): min 0.9943, mean
+    0.9962; the per-batch dynamic int8 it replaced: min 0.961, mean 0.977."""
     ids, mask, want = batch
     assert (load_encoder(str(folder), backend=backend, **kwargs).embed_ids(ids, mask) * want).sum(1).min() >= min_cosine
 
