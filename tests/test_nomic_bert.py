@@ -127,6 +127,16 @@ def test_missing_fields_mean_the_original_defaults(make_checkpoint, tmp_path, ba
         load_encoder(str(folder), backend=backend)
 
 
+def test_nomic_cross_encoder_is_refused(make_checkpoint, tmp_path):
+    """NomicBERT has no reranker head here: a `*ForSequenceClassification` config is a one-line error."""
+    from hhg_mlx import load_reranker
+
+    folder = _with_config(make_checkpoint("nomic_bert"), tmp_path, {"architectures": ["NomicBertForSequenceClassification"]})
+    with pytest.raises(UnsupportedModel) as err:
+        load_reranker(str(folder), backend="mlx")
+    assert str(err.value) == f"{folder}: cross-encoders are supported for JinaBERT and BERT, not nomic_bert"
+
+
 def test_onnx_export_follows_config_changes(tmp_path):
     """The cached ONNX export is rebuilt when config.json changes, not only the weights."""
     folder = make_nomic_bert(tmp_path / "m")
