@@ -22,7 +22,7 @@ PRECISIONS = ("fp32", "int8", "fp16")
 # The int8 file is named after its scheme: folders converted before it (`model.int8.onnx`, per-batch
 # dynamic quantisation) are not read for int8 any more; their weights are exported again instead.
 FILENAMES = {"fp32": "model.onnx", "int8": "model.q8.onnx", "fp16": "model.fp16.onnx"}
-GRAPH_VERSION = 3        # bump when the exported graph changes: invalidates cached exports
+GRAPH_VERSION = 4        # bump when the exported graph changes: invalidates cached exports
 CACHE_SUBDIR = "hhg-onnx"
 
 

@@ -1,5 +1,5 @@
-"""The CPU int8 graph: every weight MatMul of an fp32 encoder graph becomes ONNX Runtime's
-`MatMulNBits` with 8-bit weights and `accuracy_level=4`.
+"""The CPU int8 graph: every weight MatMul of an fp32 encoder graph (a cross-encoder's head aside)
+becomes ONNX Runtime's `MatMulNBits` with 8-bit weights and `accuracy_level=4`.
 
 - Weights: symmetric int8 per output column and block of `BLOCK` input rows (scale = max|w| / 127).
 - Activations: quantised to int8 inside the kernel, per row (token) and block of `BLOCK` values,
@@ -10,6 +10,10 @@
   AVX2, AVX-512 with or without VNNI, AVX-VNNI, ARM dot product), so the same file gives the same
   accuracy on every CPU that has a kernel for it (see `fallback.cpu_features`). Where none has,
   ONNX Runtime dequantises the weights and computes in fp32: correct, but slower than fp32.
+- A cross-encoder's head (pooler and classifier, one row per pair) stays in fp32: the int8 kernel
+  rounds a row differently with the number of rows it shares the call with (3.6e-7 on a pooler
+  output between a batch of 1 and of 8), the layers' rows are laid out to avoid that
+  (`fallback.onnx_encoder.int8_layout`), the head's rows cannot be; its cost is negligible.
 
 Measured on all-MiniLM-L6-v2 against fp32 (README "int8 on the CPU"): minimum cosine 0.9967 with
 128-row blocks, 0.9990 with 32 and 0.9945 with 256; GEMM speed grows with the block (1.31x fp32
@@ -25,6 +29,7 @@ BLOCK = 128
 SCHEME = f"q8-block{BLOCK}"     # written into the model's metadata; names the vectors it makes
 SCHEME_KEY = "hhg_int8_scheme"
 _MS = "com.microsoft"
+HEAD = ("pooler.", "classifier.")      # a cross-encoder's head weights (checkpoint keys): kept in fp32
 
 
 def quantize_blockwise(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
@@ -43,12 +48,13 @@ def quantize_blockwise(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarr
 
 
 def quantize_int8(model: onnx.ModelProto, block: int = BLOCK) -> onnx.ModelProto:
-    """A copy of `model` whose MatMuls against constant 2-D weights run as 8-bit `MatMulNBits`."""
+    """A copy of `model` whose MatMuls against constant 2-D weights, but those of a cross-encoder's
+    head, run as 8-bit `MatMulNBits`."""
     weights = {t.name: t for t in model.graph.initializer}
     nodes, replaced, added = [], set(), []
     for node in model.graph.node:
         weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-        if weight is None or len(weight.dims) != 2:
+        if weight is None or len(weight.dims) != 2 or weight.name.startswith(HEAD):
             nodes.append(node)
             continue
         rows, cols = weight.dims
