@@ -39,8 +39,8 @@ def export(folder: Path, out: Path, precision: str) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         staged = Path(tmp) / out.name
         if precision == "int8":
-            from .onnx_int8 import quantize_int8
-            model = quantize_int8(model)
+            from .onnx_int8 import quantize_matmuls
+            model = quantize_matmuls(model)
         save_model(model, staged)
         for produced in Path(tmp).iterdir():     # the model and, for > 2 GB graphs, its .data file
             os.replace(produced, out.parent / produced.name)

@@ -26,30 +26,44 @@ import onnx
 from onnx import helper, numpy_helper
 
 BLOCK = 128
-SCHEME = f"q8-block{BLOCK}"     # written into the model's metadata; names the vectors it makes
+BITS = 8
+
+
+def scheme(bits: int = BITS, block: int = BLOCK) -> str:
+    """The name written into a quantised model's metadata, e.g. "q8-block128"."""
+    return f"q{bits}-block{block}"
+
+
+SCHEME = scheme()               # the CPU int8's; names the vectors it makes
 SCHEME_KEY = "hhg_int8_scheme"
 _MS = "com.microsoft"
 HEAD = ("pooler.", "classifier.")      # a cross-encoder's head weights (checkpoint keys): kept in fp32
 
 
-def quantize_blockwise(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """A [K, N] MatMul weight as MatMulNBits wants it: uint8 codes [N, K/block, block] (int8 + 128,
-    the operator's default zero point) and float32 scales [N * K/block]. K is zero-padded to a
-    whole number of blocks."""
+def quantize_blockwise(weight: np.ndarray, block: int = BLOCK, bits: int = BITS) -> tuple[np.ndarray, np.ndarray]:
+    """A [K, N] MatMul weight as MatMulNBits wants it: symmetric `bits`-bit codes, shifted by the
+    operator's default zero point 2^(bits-1) into uint8 [N, K/block, block * bits/8] (4-bit codes two
+    to a byte, the first in the low nibble), and float32 scales [N * K/block] = max|w| / (2^(bits-1) - 1)
+    per column and block. K is zero-padded to a whole number of blocks."""
     rows, cols = weight.shape
     blocks = -(-rows // block)
     padded = np.zeros((blocks * block, cols), np.float32)
     padded[:rows] = weight
     grouped = padded.T.reshape(cols, blocks, block)
-    scales = np.abs(grouped).max(axis=-1) / 127
+    largest = 2 ** (bits - 1) - 1
+    scales = np.abs(grouped).max(axis=-1) / largest
     scales[scales == 0] = 1.0
-    codes = np.clip(np.round(grouped / scales[..., None]), -127, 127) + 128
-    return codes.astype(np.uint8), scales.reshape(-1).astype(np.float32)
+    codes = (np.clip(np.round(grouped / scales[..., None]), -largest, largest) + largest + 1).astype(np.uint8)
+    if bits == 4:
+        codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return codes, scales.reshape(-1).astype(np.float32)
 
 
-def quantize_int8(model: onnx.ModelProto, block: int = BLOCK) -> onnx.ModelProto:
+def quantize_matmuls(model: onnx.ModelProto, bits: int = BITS, block: int = BLOCK) -> onnx.ModelProto:
     """A copy of `model` whose MatMuls against constant 2-D weights, but those of a cross-encoder's
-    head, run as 8-bit `MatMulNBits`."""
+    head, run as `MatMulNBits` with `bits`-bit weights (8: the CPU int8; 4 is compared in the int8 bench)."""
+    if bits not in (4, 8):
+        raise ValueError(f"MatMulNBits weights have 4 or 8 bits here, not {bits}")
     weights = {t.name: t for t in model.graph.initializer}
     nodes, replaced, added = [], set(), []
     for node in model.graph.node:
@@ -58,15 +72,15 @@ def quantize_int8(model: onnx.ModelProto, block: int = BLOCK) -> onnx.ModelProto
             nodes.append(node)
             continue
         rows, cols = weight.dims
-        codes, scales = quantize_blockwise(numpy_helper.to_array(weight).astype(np.float32), block)
-        added += [numpy_helper.from_array(codes, f"{weight.name}.q8"), numpy_helper.from_array(scales, f"{weight.name}.scale")]
+        codes, scales = quantize_blockwise(numpy_helper.to_array(weight).astype(np.float32), block, bits)
+        names = f"{weight.name}.q{bits}", f"{weight.name}.scale"
+        added += [numpy_helper.from_array(codes, names[0]), numpy_helper.from_array(scales, names[1])]
         replaced.add(weight.name)
-        nodes.append(helper.make_node("MatMulNBits", [node.input[0], f"{weight.name}.q8", f"{weight.name}.scale"],
-                                      list(node.output), name=node.name, domain=_MS, K=rows, N=cols, bits=8,
-                                      block_size=block, accuracy_level=4))
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0], *names], list(node.output), name=node.name,
+                                      domain=_MS, K=rows, N=cols, bits=bits, block_size=block, accuracy_level=4))
     graph = helper.make_graph(nodes, model.graph.name, list(model.graph.input), list(model.graph.output),
                               [t for t in model.graph.initializer if t.name not in replaced] + added)
     quantized = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name=model.producer_name)
     quantized.ir_version = model.ir_version
-    helper.set_model_props(quantized, {SCHEME_KEY: SCHEME})
+    helper.set_model_props(quantized, {SCHEME_KEY: scheme(bits, block)})
     return quantized

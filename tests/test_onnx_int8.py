@@ -19,7 +19,7 @@ from onnx_fixtures import DOCS, QUERIES, minilm, retrieval, top_k  # noqa: F401 
 
 import convert.onnx_export as onnx_export
 import fallback.onnx_encoder as onnx_encoder
-from convert.onnx_int8 import BLOCK, SCHEME, SCHEME_KEY, quantize_int8
+from convert.onnx_int8 import BLOCK, SCHEME, SCHEME_KEY, quantize_matmuls
 from fallback.cpu_features import CpuFeatures, cpu_features, parse_cpuinfo
 from fallback.onnx_reranker import ONNXReranker
 from hhg_mlx import load_reranker
@@ -40,27 +40,30 @@ def _one_matmul(weight: np.ndarray):
     return model
 
 
-def _blockwise(x: np.ndarray, axis_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 codes and scales of `x` [..., axis_len] per block of BLOCK along the last axis."""
-    blocks = x.reshape(*x.shape[:-1], axis_len // BLOCK, BLOCK).astype(np.float64)
-    scales = np.abs(blocks).max(-1, keepdims=True) / 127
+def _blockwise(x: np.ndarray, block: int, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric `bits`-bit codes and scales of `x` [..., K] per block of `block` along the last axis."""
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block).astype(np.float64)
+    scales = np.abs(blocks).max(-1, keepdims=True) / (2 ** (bits - 1) - 1)
     return np.round(blocks / scales), scales
 
 
-def test_matmul_matches_int8_reference():
-    """y = Σ_blocks (x codes · w codes) · x scale · w scale: weights per column and block, activations
-    per row and block, each from its own values. With an int8 kernel ORT computes exactly that (float
-    rounding aside); without one it uses fp32 activations and the int8 weights."""
+@pytest.mark.parametrize("bits, block", [(8, BLOCK), (4, 32)])
+def test_matmul_matches_int8_reference(bits, block):
+    """y = Σ_blocks (x codes · w codes) · x scale · w scale: weights per column and block (8 bits: the CPU
+    int8; 4 bits, packed two to a byte: an option of the int8 bench), activations in int8 per row and
+    block, each from its own values. With an int8 kernel ORT computes exactly that (float rounding
+    aside); without one it uses fp32 activations and the quantised weights."""
     rng = np.random.default_rng(0)
     rows, cols = 2 * BLOCK, 24
     weight = (rng.standard_normal((rows, cols)) * 0.1).astype(np.float32)
     x = rng.standard_normal((40, rows)).astype(np.float32)
     x[:, 3] *= 30                                           # an outlier channel, as in BERT activations
-    session = ort.InferenceSession(quantize_int8(_one_matmul(weight)).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    quantized = quantize_matmuls(_one_matmul(weight), bits, block)
+    assert {p.key: p.value for p in quantized.metadata_props} == {SCHEME_KEY: f"q{bits}-block{block}"}
+    session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"x": x})
-    w_codes, w_scales = _blockwise(weight.T, rows)          # [cols, blocks, BLOCK]
-    x_codes, x_scales = _blockwise(x, rows)                 # [m, blocks, BLOCK]
+    w_codes, w_scales = _blockwise(weight.T, block, bits)   # [cols, blocks, block]
+    x_codes, x_scales = _blockwise(x, block)                # [m, blocks, block]
     int8 = np.einsum("mbk,nbk,mb,nb->mn", x_codes, w_codes, x_scales[..., 0], w_scales[..., 0])
     weights_only = x.astype(np.float64) @ (w_codes * w_scales).reshape(cols, rows).T
     scale = np.abs(int8).max()
