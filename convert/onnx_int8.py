@@ -16,8 +16,9 @@ becomes ONNX Runtime's `MatMulNBits` with 8-bit weights and `accuracy_level=4`.
   (`fallback.onnx_encoder.int8_layout`), the head's rows cannot be; its cost is negligible.
 
 Measured on all-MiniLM-L6-v2 against fp32 (README "int8 on the CPU"): minimum cosine 0.9967 with
-128-row blocks, 0.9990 with 32 and 0.9945 with 256; GEMM speed grows with the block (1.31x fp32
-at 32, 1.83x at 128, 2.05x at 256 on JinaBERT's shapes, AVX-512 VNNI): 128 is the trade.
+128-row blocks, 0.9990 with 32 and 0.9945 with 256; GEMM speed grows with the block up to 128
+(1.52x fp32 at 32, 1.74x at 64, 2.07x at 128, 2.05x at 256 on JinaBERT's shapes, AVX-512 VNNI, one
+run of `python -m hhg_mlx.bench.int8`): 128 is the trade.
 """
 from __future__ import annotations
 
