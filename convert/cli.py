@@ -12,15 +12,16 @@ import sys
 from pathlib import Path
 
 from hhg_mlx.errors import HhgError, UnsupportedModel
+from hhg_mlx.loader import ONNX_ARCHITECTURES
 
 # architecture -> (module, function) writing the MLX weights; each returns the same summary dict
 CONVERTERS = {
     "jinabert": ("convert.mlx", "convert_encoder"),
     "bert": ("convert.mlx", "convert_encoder"),
+    "nomic_bert": ("convert.mlx", "convert_encoder"),
     "qwen2": ("convert.qwen", "convert_qwen"),
     "qwen3": ("convert.qwen", "convert_qwen"),
 }
-ONNX_ARCHITECTURES = ("jinabert", "bert")
 ONNX_FLAGS = (("onnx", "fp32"), ("onnx_int8", "int8"), ("onnx_fp16", "fp16"))
 HHG_FORMAT = 1
 
@@ -28,6 +29,7 @@ EPILOG = """\
 examples:
   hhg convert jina-code-v2 ~/models/jina-code-f16 --dtype float16 --onnx-int8
   hhg convert ./all-MiniLM-L6-v2 ./minilm-4bit --quantize 4
+  hhg convert coderank ~/models/coderank --onnx-int8
   hhg convert jina-reranker-tiny ~/models/reranker-int8 --onnx-int8
   hhg build --model ~/models/jina-code-f16
   hhg --rerank ~/models/reranker-int8 "where are uploads retried\""""
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="registry id, Hugging Face repo id or local Hugging Face folder")
     parser.add_argument("out", metavar="OUT", help="folder to create")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                        help="MLX weight dtype (default: float32 for JinaBERT/BERT, bfloat16 for Qwen)")
+                        help="MLX weight dtype (default: float32 for JinaBERT/BERT/NomicBERT, bfloat16 for Qwen)")
     parser.add_argument("--quantize", type=int, choices=(8, 4), help="quantise the MLX weights to 8 or 4 bits")
     parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
                         help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")
@@ -143,6 +145,8 @@ def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architectu
         # Matryoshka dims travel with the folder, so that converting it again (a local path) keeps them
         "dim": settings.dim,
         "matryoshka_dims": list(settings.matryoshka_dims or (info.matryoshka_dims if info else ())),
+        "matryoshka_layer_norm": bool(settings.matryoshka_layer_norm
+                                      or (info.matryoshka_layer_norm if info else False)),
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
         "source": {"model": given, "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),

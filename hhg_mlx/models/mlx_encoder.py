@@ -1,5 +1,5 @@
-"""The MLX backend for encoder-only models (JinaBERT, BERT) and their cross-encoder rerankers: load
-a folder, run; pooling is the shared numpy `encoder.pool`, as for every backend."""
+"""The MLX backend for encoder-only models (JinaBERT, BERT, NomicBERT) and the cross-encoder rerankers
+of the first two: load a folder, run; pooling is the shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from ..cross_encoder import PairScorer, check_one_logit
 from ..encoder import EncoderSpec, TextEncoder, pool
 from ..errors import ModelUnavailable, UnsupportedModel
 from ..mlx_runtime import mx, nn
-from . import bert, cross_encoder, jinabert
+from . import bert, cross_encoder, jinabert, nomic_bert
 from .folder import is_cross_encoder
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -62,6 +62,8 @@ def build_model(architecture: str, config: dict, weights: dict[str, mx.array]) -
     elif architecture == "bert":
         args = bert.ModelArgs.from_dict(config)
         model = bert.Model(args)
+    elif architecture == "nomic_bert":
+        model = nomic_bert.Model(nomic_bert.checkpoint_args(config, weights))
     else:
         raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
     if is_cross_encoder(config):
