@@ -3,6 +3,7 @@ shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -38,15 +39,20 @@ def load_weights(folder: Path) -> dict[str, mx.array]:
     return weights
 
 
+def new_model(architecture: str, config: dict, weight_names: Iterable[str] = ()) -> nn.Module:
+    """The network for `architecture` and config.json, freshly initialised (MLX evaluates lazily,
+    so this costs no compute); `weight_names` help tell a JinaBERT variant apart."""
+    if architecture == "jinabert":
+        args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weight_names)})
+        return jinabert.Model(args)
+    if architecture == "bert":
+        return bert.Model(bert.ModelArgs.from_dict(config))
+    raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
+
+
 def build_model(architecture: str, config: dict, weights: dict[str, mx.array]) -> nn.Module:
     """The network for `architecture` with its checkpoint weights loaded (in the file's dtype)."""
-    if architecture == "jinabert":
-        args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weights)})
-        model: nn.Module = jinabert.Model(args)
-    elif architecture == "bert":
-        model = bert.Model(bert.ModelArgs.from_dict(config))
-    else:
-        raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
+    model = new_model(architecture, config, weights)
     weights = model.sanitize(weights)
     stored = config.get("quantization")
     if stored:       # converted, already-quantised folder (mlx-lm's `quantization` config field)
