@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hhg_mlx.errors import HhgError, UnsupportedModel
-
-from .from_gguf.reader import is_gguf
+from hhg_mlx.models.hub import is_gguf_file
 
 if TYPE_CHECKING:
     from hhg_mlx.models.registry import ModelInfo
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     step(f"reading {args.src}")
     with contextlib.ExitStack() as stack:
-        if is_gguf(args.src):
+        if is_gguf_file(args.src):
             src, info, source = _unpack_gguf(args, out, stack, step)
         elif args.pooling or args.model_id:
             raise HhgError("--pooling and --model-id apply to GGUF files only")
@@ -119,8 +118,7 @@ def _unpack_gguf(args: argparse.Namespace, out: Path, stack: contextlib.ExitStac
     _accept_license(info, args.accept_license)
     src = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.gguf-")))
     step(f"dequantising {gguf.quantization()} {gguf.architecture} weights")
-    source = unpack(gguf, info, src, pooling=args.pooling, model_id=args.model_id)
-    return src, info, {"repo": info.repo if info else None, "revision": None, **source}
+    return src, info, unpack(gguf, info, src, pooling=args.pooling, model_id=args.model_id)
 
 
 def write_model(src: Path, out: Path, *, given: str, info: ModelInfo | None, source: dict,

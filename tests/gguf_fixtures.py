@@ -36,10 +36,11 @@ POOLING = {"mean": gguf.PoolingType.MEAN, "cls": gguf.PoolingType.CLS, "last": g
 
 def write_gguf(src: Path, path: Path, arch: str, *, qtype: QK = QK.F32, pre: str | None = None,
                tokenizer_config: dict | None = None, name: str | None = None, pooling: str | None = None,
-               split_glu: bool = False, fuse_qkv: bool = False, drop: tuple[str, ...] = ()) -> Path:
+               split_glu: bool = False, fuse_qkv: bool = False, drop: tuple[str, ...] = (),
+               weights: bool = True) -> Path:
     """Write the checkpoint in folder `src` as GGUF `path` for llama.cpp architecture `arch`.
     `pre` names the BPE pre-tokenizer (what llama.cpp's hash check would pick); `drop` leaves out
-    metadata keys (to make broken files)."""
+    metadata keys (to make broken files); `weights=False` writes the metadata and vocabulary only."""
     config = json.loads((src / "config.json").read_text())
     writer = _Writer(path, arch, drop)
     _metadata(writer, config, arch, name, pooling if pooling is not None else _st_pooling(src))
@@ -53,7 +54,8 @@ def write_gguf(src: Path, path: Path, arch: str, *, qtype: QK = QK.F32, pre: str
     (vocab_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config or {}))
     _vocabulary(writer, vocab_dir, config, pre)
     shutil.rmtree(vocab_dir)
-    for gname, array in gguf_tensors(src, config, arch, split_glu=split_glu, fuse_qkv=fuse_qkv).items():
+    tensors = gguf_tensors(src, config, arch, split_glu=split_glu, fuse_qkv=fuse_qkv) if weights else {}
+    for gname, array in tensors.items():
         writer.tensor(gname, array, qtype)
     writer.close()
     return path

@@ -21,11 +21,11 @@ from ..weights import write_safetensors
 from .config import hf_config, hhg_architecture
 from .identity import pooling as choose_pooling
 from .identity import registry_entry
-from .reader import GGUFError, GGUFFile, is_gguf, open_gguf
+from .reader import GGUFError, GGUFFile, open_gguf
 from .tensors import checkpoint_tensors
 from .vocab import build_tokenizer
 
-__all__ = ["GGUFError", "identify", "is_gguf", "unpack"]
+__all__ = ["GGUFError", "identify", "unpack"]
 
 
 def identify(path: str | Path, model_id: str | None = None) -> tuple[GGUFFile, ModelInfo | None]:
@@ -38,7 +38,7 @@ def identify(path: str | Path, model_id: str | None = None) -> tuple[GGUFFile, M
 def unpack(gguf: GGUFFile, info: ModelInfo | None, folder: Path, *, pooling: str | None = None,
            model_id: str | None = None) -> dict:
     """Write the model of `gguf` (from `identify`) into `folder` in Hugging Face layout and return
-    what hhg.json records as its source (format, sha256, quantisation). `pooling` overrides the
+    what hhg.json records as its source (repo, format, sha256, quantisation). `pooling` overrides the
     file's; `model_id` is recorded when no registry entry is known. Raises `GGUFError` (one line)
     for files that are damaged, incomplete or hold something hhg cannot run."""
     architecture = hhg_architecture(gguf)
@@ -53,7 +53,8 @@ def unpack(gguf: GGUFFile, info: ModelInfo | None, folder: Path, *, pooling: str
     (folder / "hhg.json").write_text(json.dumps(settings, indent=2) + "\n")
     tokenizer.save(str(folder / "tokenizer.json"))
     write_safetensors(folder / "model.safetensors", tensors)
-    return {"format": "gguf", "sha256": {gguf.path.name: gguf.sha256()}, "quantization": gguf.quantization()}
+    return {"repo": info.repo if info else None, "revision": None, "format": "gguf",
+            "sha256": {gguf.path.name: gguf.sha256()}, "quantization": gguf.quantization()}
 
 
 def _check_vocabulary(gguf: GGUFFile, config: dict) -> None:

@@ -79,11 +79,6 @@ class GGUFFile:
         return digest.hexdigest()
 
 
-def is_gguf(path: str | Path) -> bool:
-    """Whether `path` names a GGUF file (by its suffix; the content is checked on opening)."""
-    return Path(path).suffix.lower() == ".gguf"
-
-
 def open_gguf(path: str | Path) -> GGUFFile:
     """Parse `path`; a missing, truncated or malformed file is a `GGUFError` naming it."""
     from gguf import GGUFReader

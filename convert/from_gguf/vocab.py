@@ -98,7 +98,7 @@ def _byte_level_bpe(gguf: GGUFFile, tokens: list[str], types: list[int]) -> Toke
     if pre in ROBERTA_STYLE or gguf.value("tokenizer.ggml.add_sep_token", False):
         tok.post_processor = _template(bos, eos, eos + eos, pair_type=0, vocab=vocab)
     elif bos or eos:
-        tok.post_processor = _template(bos, eos, eos, pair_type=1, vocab=vocab)
+        tok.post_processor = _template(bos, eos, eos, pair_type=0, vocab=vocab)
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
     _add_tokens(tok, tokens, types)
