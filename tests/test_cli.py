@@ -357,7 +357,7 @@ def test_search_imports_no_heavy_modules(repo, env, tmp_path):
     modules = json.loads(out.read_text())
     assert "hhg_mlx.index.index" in modules                 # the wrapper did see the search
     heavy = [m for m in modules if m.split(".")[0] in ("mlx", "mlx_lm", "onnxruntime", "onnx", "textual",
-                                                        "huggingface_hub", "torch", "transformers")
+                                                        "huggingface_hub", "torch", "transformers", "gguf")
              or m.startswith("tree_sitter_")]
     assert heavy == []
 
