@@ -4,16 +4,17 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
 
     config.json          the source's config.json, plus mlx-lm's `"quantization": {"group_size", "bits"}`
                          when the weights are quantised and `"torch_dtype"` set to the stored dtype
-    hhg.json             {"format": 1, "architecture": "jinabert" | "bert" | "qwen2" | "qwen3",
+    hhg.json             {"format": 1, "architecture": "jinabert" | "bert" | "nomic_bert" | "qwen2" | "qwen3",
                           "variant": "qk-post-norm" | "base-en" | null, "model_id", "pooling",
                           "query_prefix", "document_prefix", "max_length",
                           "dim": default Matryoshka truncation | null, "matryoshka_dims": [...],
+                          "matryoshka_layer_norm": layer-norm before truncating (nomic-embed-text-v1.5),
                           "dtype": "float32" | "float16" | "bfloat16",
                           "quantization": {"bits": 8 | 4, "group_size": 64} | null,
                           "source": {"model": SRC as given, "repo": "org/name" | null,
                                      "revision": commit | null, "sha256": {file: hex digest}},
                           "onnx": {"fp32": "model.onnx", "int8": ..., "fp16": ...}}
-                         (pooling, prefixes and length only for JinaBERT/BERT; Qwen folders keep
+                         (pooling, prefixes and length only for JinaBERT/BERT/NomicBERT; Qwen folders keep
                          the sentence-transformers files for theirs)
     model.safetensors    MLX layout: checkpoint names after the model's `sanitize` (no `bert.`
                          prefix, no pooler/MLM head), as saved by `mx.save_safetensors`; quantised
@@ -24,7 +25,7 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
                          `--onnx-fp16`): inputs input_ids/attention_mask int64 [batch, seq],
                          output last_hidden_state float32 [batch, seq, hidden]; see `onnx_graph`.
 
-Modules: `cli` (the command), `mlx` (MLX weights for JinaBERT/BERT), `qwen` (mlx-lm models),
+Modules: `cli` (the command), `mlx` (MLX weights for JinaBERT/BERT/NomicBERT), `qwen` (mlx-lm models),
 `onnx_graph` (graph builder, no PyTorch), `onnx_export` (fp32/int8/fp16 files, export cache),
 `weights` (safetensors → numpy, bfloat16 included).
 """

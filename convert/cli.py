@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hhg_mlx.errors import HhgError, UnsupportedModel
+from hhg_mlx.loader import ONNX_ARCHITECTURES
 from hhg_mlx.models.hub import is_gguf_file
 
 if TYPE_CHECKING:
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 CONVERTERS = {
     "jinabert": ("convert.mlx", "convert_encoder"),
     "bert": ("convert.mlx", "convert_encoder"),
+    "nomic_bert": ("convert.mlx", "convert_encoder"),
     "qwen2": ("convert.qwen", "convert_qwen"),
     "qwen3": ("convert.qwen", "convert_qwen"),
 }
-ONNX_ARCHITECTURES = ("jinabert", "bert")
 ONNX_FLAGS = (("onnx", "fp32"), ("onnx_int8", "int8"), ("onnx_fp16", "fp16"))
 HHG_FORMAT = 1
 
@@ -35,6 +36,7 @@ EPILOG = """\
 examples:
   hhg convert jina-code-v2 ~/models/jina-code-f16 --dtype float16 --onnx-int8
   hhg convert ./all-MiniLM-L6-v2 ./minilm-4bit --quantize 4
+  hhg convert coderank ~/models/coderank --onnx-int8
   hhg convert ~/Downloads/nomic-embed-text-v1.5.Q8_0.gguf ~/models/nomic --onnx-int8
   hhg convert model.Q4_K_M.gguf ./my-embedder --pooling mean
   hhg build --model ~/models/jina-code-f16"""
@@ -195,6 +197,8 @@ def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architectu
         # Matryoshka dims travel with the folder, so that converting it again (a local path) keeps them
         "dim": settings.dim,
         "matryoshka_dims": list(settings.matryoshka_dims or (info.matryoshka_dims if info else ())),
+        "matryoshka_layer_norm": bool(settings.matryoshka_layer_norm
+                                      or (info.matryoshka_layer_norm if info else False)),
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
         "source": {"model": given, **source},

@@ -66,8 +66,9 @@ def quantize_int8(model, out: Path) -> None:
 
 
 def source_key(folder: Path) -> str:
-    """Identifies the weights an export came from (path, size and mtime of each file) and the graph version."""
-    parts = [f"graph={GRAPH_VERSION}"]
+    """Identifies the weights an export came from (path, size and mtime of each file), the config.json
+    it was built with (the graph depends on it: sizes, epsilon, rotary base) and the graph version."""
+    parts = [f"graph={GRAPH_VERSION}", hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()]
     for path in weight_files(folder):
         stat = path.stat()
         parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")

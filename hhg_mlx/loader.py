@@ -26,7 +26,7 @@ from .models.hub import resolve_model
 BACKENDS = ("auto", "mlx", "onnx", "onnx-cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 QWEN_ARCHITECTURES = ("qwen2", "qwen3")
-ONNX_ARCHITECTURES = ("jinabert", "bert")
+ONNX_ARCHITECTURES = ("jinabert", "bert", "nomic_bert")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit")
 # What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's dynamic int8 (CPU).
 BACKEND_PRECISIONS = {"mlx": ("fp32", "fp16", "bf16", "8bit", "4bit"), "onnx": ("fp32", "fp16", "int8"),

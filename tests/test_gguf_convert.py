@@ -164,7 +164,8 @@ def test_hhg_json_records_the_gguf_source(tmp_path):
 
 def test_registry_model_named_in_the_metadata(tmp_path):
     """No pooling in the file, but general.name names a registry model: its pooling, length and id."""
-    src, path = source_and_gguf(tmp_path, "bert", name="all-MiniLM-L6-v2", pooling="")
+    src, path = source_and_gguf(tmp_path, "bert", maker_args={"max_positions": 512}, name="all-MiniLM-L6-v2",
+                                pooling="")
     out = tmp_path / "out"
     assert convert(path, out) == 0
     manifest = json.loads((out / "hhg.json").read_text())

@@ -11,7 +11,8 @@ from .hub import is_installed, resolve_model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="known models with licence, commercial use and whether each is installed")
+    actions.add_parser("list", help="known models with size, dims, licence, commercial use, published scores "
+                                    "and whether each is installed")
     info = actions.add_parser("info", help="everything about one model, and where it is installed")
     info.add_argument("model", help="registry id, Hugging Face repo id or local folder")
     install = actions.add_parser("install", help="download a model into the Hugging Face cache")
@@ -31,10 +32,11 @@ def run(args: argparse.Namespace) -> int:
 
 def format_list() -> str:
     """A table of the registry; `*` marks the default model."""
-    header = ("", "ID", "ARCH", "DIM", "LICENCE", "COMMERCIAL", "INSTALLED")
+    header = ("", "ID", "ARCH", "SIZE", "DIM", "LICENCE", "COMMERCIAL", "PUBLISHED", "INSTALLED")
     rows = [header] + [
-        ("*" if info.id == registry.DEFAULT_MODEL else "", info.id, info.architecture, str(info.dim), info.license,
-         _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""), _yes(is_installed(info.id)))
+        ("*" if info.id == registry.DEFAULT_MODEL else "", info.id, info.architecture, info.parameters or "-",
+         _dims(info), info.license, _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""),
+         info.scores or "-", _yes(is_installed(info.id)))
         for info in registry.REGISTRY.values()
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -69,6 +71,11 @@ def _blas_note() -> str:
     except ImportError:
         return "MLX: not installed"
     return blas_note()
+
+
+def _dims(info: registry.ModelInfo) -> str:
+    """"768", or "64-768" for a Matryoshka model."""
+    return f"{min(info.matryoshka_dims)}-{info.dim}" if info.matryoshka_dims else str(info.dim)
 
 
 def _yes(flag: bool) -> str:

@@ -2,25 +2,25 @@
 
 One place for every backend (MLX here, ONNX in `fallback/`). Sources, first match wins:
 1. `hhg.json` of a converted folder: `architecture`, `pooling`, `query_prefix`, `document_prefix`,
-   `max_length`, `dim`, `matryoshka_dims`, `model_id` (all optional);
+   `max_length`, `dim`, `matryoshka_dims`, `matryoshka_layer_norm`, `model_id` (all optional);
 2. the sentence-transformers files: `1_Pooling/config.json` (pooling flags),
    `config_sentence_transformers.json` (`prompts.query` / `prompts.document`),
    `sentence_bert_config.json` (`max_seq_length`);
 3. the registry entry, if the model has one;
 4. `config.json` (`emb_pooler`, `max_position_embeddings`) and defaults (mean pooling, no prefix).
 Documents are truncated at `DEFAULT_MAX_LENGTH` tokens unless a shorter limit or an explicit
-`max_length` applies.
+`max_length` applies; no limit goes past what the network takes (`model_max_length`).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..encoder import EncoderSpec
 from ..errors import ModelUnavailable, UnsupportedModel
-from . import registry
+from . import nomic_config, registry
 from .hub import is_gguf_file
 from .registry import ModelInfo
 
@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 DEFAULT_MAX_LENGTH = 512
+T = TypeVar("T")
 _POOLING_FLAGS = (("pooling_mode_cls_token", "cls"), ("pooling_mode_lasttoken", "last"),
                   ("pooling_mode_mean_tokens", "mean"))
 _PAD_TOKENS = ("<pad>", "[PAD]", "<|endoftext|>")
+# BERT's config.json names for the sizes that GPT-2-style configs (NomicBERT) call otherwise
+_BERT_NAMES = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
+               "intermediate_size": "n_inner", "layer_norm_eps": "layer_norm_epsilon"}
 
 
 def read_json(path: Path) -> Any:
@@ -55,6 +59,7 @@ class FolderSettings:
     max_length: int | None = None
     dim: int | None = None
     matryoshka_dims: tuple[int, ...] = ()
+    matryoshka_layer_norm: bool | None = None
     model_id: str | None = None
 
 
@@ -77,6 +82,7 @@ def read_settings(folder: Path) -> FolderSettings:
         max_length=hhg.get("max_length") or st_max,
         dim=hhg.get("dim"),
         matryoshka_dims=tuple(hhg.get("matryoshka_dims") or ()),
+        matryoshka_layer_norm=hhg.get("matryoshka_layer_norm"),
         model_id=hhg.get("model_id"),
     )
 
@@ -96,14 +102,14 @@ def registry_info(model: str | Path) -> ModelInfo | None:
     return info
 
 
-def _first(*values: str | None) -> str | None:
+def _first(*values: T | None) -> T | None:
     return next((v for v in values if v is not None), None)
 
 
 def architecture_from_config(config: dict) -> str | None:
-    """"jinabert" | "bert" | "qwen2" | "qwen3" from config.json, None if unrecognised."""
+    """"jinabert" | "bert" | "nomic_bert" | "qwen2" | "qwen3" from config.json, None if unrecognised."""
     model_type = config.get("model_type")
-    if model_type in ("qwen2", "qwen3"):
+    if model_type in ("qwen2", "qwen3", "nomic_bert"):
         return model_type
     if config.get("position_embedding_type") == "alibi" or "jina-bert" in json.dumps(config.get("auto_map", {})):
         return "jinabert"
@@ -116,8 +122,23 @@ def model_architecture(settings: FolderSettings, info: ModelInfo | None) -> str:
     architecture = settings.architecture or (info.architecture if info else None)
     if architecture is None:
         kind = settings.config.get("model_type", "unknown")
-        raise UnsupportedModel(f"model type {kind!r} is not supported (supported: JinaBERT v2, BERT, Qwen2, Qwen3)")
+        raise UnsupportedModel(f"model type {kind!r} is not supported "
+                               "(supported: JinaBERT v2, BERT, NomicBERT, Qwen2, Qwen3)")
     return architecture
+
+
+def bert_names(config: dict) -> dict:
+    """config.json with BERT's names for the model's sizes (`hidden_size`, `num_attention_heads`, …),
+    also where it uses GPT-2's (`n_embd`, `n_head`, …: NomicBERT)."""
+    return {**{bert: config[gpt] for bert, gpt in _BERT_NAMES.items() if gpt in config}, **config}
+
+
+def model_max_length(config: dict) -> int | None:
+    """The most tokens the network takes: `nomic_config.max_input_length` for NomicBERT (the trained
+    rotary positions), else `max_position_embeddings`; None when config.json does not say."""
+    if config.get("model_type") == "nomic_bert":
+        return nomic_config.max_input_length(config)
+    return config.get("max_position_embeddings")
 
 
 def load_tokenizer(folder: Path) -> Tokenizer:
@@ -158,16 +179,18 @@ def encoder_spec(folder: Path, model_id: str, info: ModelInfo | None, tokenizer:
 def _spec(s: FolderSettings, model_id: str, info: ModelInfo | None, dim: int | None, max_length: int | None,
           pad_id: int) -> EncoderSpec:
     config = s.config
-    limit = s.max_length or (info.max_length if info else None) or config.get("max_position_embeddings")
-    limit = limit or DEFAULT_MAX_LENGTH
+    network_limit = model_max_length(config)
+    limit = s.max_length or (info.max_length if info else None) or network_limit or DEFAULT_MAX_LENGTH
+    limit = min(limit, network_limit or limit)
     return EncoderSpec(
         model_id=s.model_id or (info.id if info else model_id),
         pooling=s.pooling or (info.pooling if info else None) or config.get("emb_pooler") or "mean",
-        hidden_size=config["hidden_size"],
+        hidden_size=bert_names(config)["hidden_size"],
         max_length=min(limit, max_length or DEFAULT_MAX_LENGTH),
         query_prefix=_first(s.query_prefix, info.query_prefix if info else None) or "",
         document_prefix=_first(s.document_prefix, info.document_prefix if info else None) or "",
         dim=dim if dim is not None else s.dim,
         matryoshka_dims=s.matryoshka_dims or (tuple(info.matryoshka_dims) if info else ()),
+        matryoshka_layer_norm=_first(s.matryoshka_layer_norm, info.matryoshka_layer_norm if info else None) or False,
         pad_token_id=pad_id,
     )

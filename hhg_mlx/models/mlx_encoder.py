@@ -1,16 +1,16 @@
-"""The MLX backend for encoder-only models (JinaBERT, BERT): load a folder, run; pooling is the
+"""The MLX backend for encoder-only models (JinaBERT, BERT, NomicBERT): load a folder, run; pooling is the
 shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Mapping
 
 import numpy as np
 
 from ..encoder import EncoderSpec, TextEncoder, pool
 from ..errors import ModelUnavailable, UnsupportedModel
 from ..mlx_runtime import mx, nn
-from . import bert, jinabert
+from . import bert, jinabert, nomic_bert
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 QUANT_BITS = (8, 4)
@@ -39,14 +39,18 @@ def load_weights(folder: Path) -> dict[str, mx.array]:
     return weights
 
 
-def new_model(architecture: str, config: dict, weight_names: Iterable[str] = ()) -> nn.Module:
+def new_model(architecture: str, config: dict, weights: Mapping[str, mx.array] | None = None) -> nn.Module:
     """The network for `architecture` and config.json, freshly initialised (MLX evaluates lazily,
-    so this costs no compute); `weight_names` help tell a JinaBERT variant apart."""
+    so this costs no compute); the checkpoint's `weights`, when given, tell a JinaBERT variant
+    apart and give NomicBERT's padded widths."""
     if architecture == "jinabert":
-        args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weight_names)})
+        args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weights or ())})
         return jinabert.Model(args)
     if architecture == "bert":
         return bert.Model(bert.ModelArgs.from_dict(config))
+    if architecture == "nomic_bert":
+        args = nomic_bert.checkpoint_args(config, weights) if weights else nomic_bert.ModelArgs.from_dict(config)
+        return nomic_bert.Model(args)
     raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
 
 
