@@ -30,7 +30,10 @@ ROBERTA_CONFIG = {"tokenizer_class": "RobertaTokenizer", "bos_token": "<s>", "eo
 QWEN_CONFIG = {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|endoftext|>",
                "pad_token": "<|endoftext|>"}
 ARCHS = {"bert": gguf.MODEL_ARCH.BERT, "jina-bert-v2": gguf.MODEL_ARCH.JINA_BERT_V2,
-         "qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3}
+         "nomic-bert": gguf.MODEL_ARCH.NOMIC_BERT, "qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3}
+# NomicBERT's config.json uses GPT-2's names (the converter's find_hparam looks for both)
+GPT2_NAMES = {"n_layer": "num_hidden_layers", "n_embd": "hidden_size", "n_head": "num_attention_heads",
+              "n_inner": "intermediate_size", "layer_norm_epsilon": "layer_norm_eps", "rotary_emb_base": "rope_theta"}
 POOLING = {"mean": gguf.PoolingType.MEAN, "cls": gguf.PoolingType.CLS, "last": gguf.PoolingType.LAST}
 
 
@@ -42,6 +45,9 @@ def write_gguf(src: Path, path: Path, arch: str, *, qtype: QK = QK.F32, pre: str
     `pre` names the BPE pre-tokenizer (what llama.cpp's hash check would pick); `drop` leaves out
     metadata keys (to make broken files); `weights=False` writes the metadata and vocabulary only."""
     config = json.loads((src / "config.json").read_text())
+    config = {**config, **{bert: config[gpt2] for gpt2, bert in GPT2_NAMES.items() if gpt2 in config}}
+    if arch == "nomic-bert":        # the converter's rule: 8,192 published positions, 2,048 trained
+        config["max_position_embeddings"] = min(config["n_positions"], config["max_trained_positions"])
     writer = _Writer(path, arch, drop)
     _metadata(writer, config, arch, name, pooling if pooling is not None else _st_pooling(src))
     vocab_dir = path.parent / f".{path.stem}-vocab"          # SpecialVocab reads a folder
@@ -161,11 +167,12 @@ def _metadata(w: _Writer, config: dict, arch: str, name: str | None, pooling: st
         w.add("layer_norm_eps", K + "attention.layer_norm_epsilon", config["layer_norm_eps"])
     if "rms_norm_eps" in config:
         w.add("layer_norm_rms_eps", K + "attention.layer_norm_rms_epsilon", config["rms_norm_eps"])
+    if "rope_theta" in config:
         w.add("rope_freq_base", K + "rope.freq_base", config["rope_theta"])
     if "head_dim" in config:
         w.add("key_length", K + "attention.key_length", config["head_dim"])
         w.add("value_length", K + "attention.value_length", config["head_dim"])
-    if arch in ("bert", "jina-bert-v2") or config.get("is_causal") is False:
+    if arch in ("bert", "jina-bert-v2", "nomic-bert") or config.get("is_causal") is False:
         w.add("causal_attention", K + "attention.causal", False)
     if pooling:
         w.add("pooling_type", K + "pooling_type", POOLING[pooling])

@@ -12,7 +12,7 @@ import gguf
 import numpy as np
 import pytest
 import reference_qwen
-from checkpoints import CORPUS, make_bert, make_jinabert, pad_tokens
+from checkpoints import CORPUS, make_bert, make_jinabert, make_nomic_bert, pad_tokens
 from gguf_fixtures import BERT_CONFIG, QK, QWEN_CONFIG, ROBERTA_CONFIG, write_gguf
 from qwen_fixtures import make_qwen
 from reference import read_safetensors, reference_embed
@@ -29,6 +29,8 @@ KINDS = {
                   {"tokenizer_config": ROBERTA_CONFIG, "pre": "jina-v2-code", "pooling": "mean"}),
     "jina-base-en": (lambda p, **kw: make_jinabert(p, variant="base-en", **{**SMALL, **kw}), "jina-bert-v2",
                      {"tokenizer_config": BERT_CONFIG, "pooling": "mean"}),
+    "nomic": (lambda p, **kw: make_nomic_bert(p, **{"hidden": 64, "heads": 4, "inner": 256, **kw}), "nomic-bert",
+              {"tokenizer_config": BERT_CONFIG}),
     "qwen2": (lambda p, **kw: make_qwen(p, **kw), "qwen2", {"tokenizer_config": QWEN_CONFIG, "pre": "gpt-2"}),
     "qwen3": (lambda p, **kw: make_qwen(p, arch="qwen3", append_eos=True, **kw), "qwen3",
               {"tokenizer_config": QWEN_CONFIG, "pre": "gpt-2"}),
@@ -247,7 +249,7 @@ def broken_gguf(tmp_path, damage: str):
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        return path, f"{path}: cannot convert GGUF architecture 't5' (supported: bert, jina-bert-v2, qwen2, qwen3)"
+        return path, f"{path}: cannot convert GGUF architecture 't5' (supported: bert, jina-bert-v2, nomic-bert, qwen2, qwen3)"
     if damage == "metadata":
         _, path = source_and_gguf(tmp_path, "bert", drop=("bert.embedding_length",))
         return path, f"{path}: GGUF metadata has no bert.embedding_length"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from .reader import GGUFError, GGUFFile
 
 # GGUF architecture -> hhg architecture (hhg_mlx/models/registry.py's names)
-ARCHITECTURES = {"bert": "bert", "jina-bert-v2": "jinabert", "qwen2": "qwen2", "qwen3": "qwen3"}
+ARCHITECTURES = {"bert": "bert", "jina-bert-v2": "jinabert", "nomic-bert": "nomic_bert",
+                 "qwen2": "qwen2", "qwen3": "qwen3"}
 JINA_NAMES = {"qk-post-norm": "jinaai/jina-bert-v2-qk-post-norm", "base-en": "jinaai/jina-bert-implementation"}
 
 
@@ -30,6 +31,8 @@ def jina_variant(gguf: GGUFFile) -> str:
 
 def hf_config(gguf: GGUFFile, architecture: str) -> dict:
     """config.json for `architecture` (from `hhg_architecture`) built from the file's metadata."""
+    if architecture == "nomic_bert":
+        return _nomic_config(gguf)
     common = {
         "hidden_size": gguf.arch_value("embedding_length"),
         "num_hidden_layers": gguf.arch_value("block_count"),
@@ -88,3 +91,23 @@ def _qwen_config(gguf: GGUFFile, architecture: str) -> dict:
         config |= {"head_dim": gguf.arch_value("attention.key_length", hidden // heads),
                    "attention_bias": "blk.0.attn_q.bias" in gguf.tensors}
     return config
+
+
+def _nomic_config(gguf: GGUFFile) -> dict:
+    """NomicBERT's config.json uses GPT-2's names; the fields hhg implements (`nomic_config.SUPPORTED`)
+    have the values of every published model, which is what llama.cpp's converter asserts too."""
+    return {
+        "model_type": "nomic_bert", "architectures": ["NomicBertModel"],
+        "n_embd": gguf.arch_value("embedding_length"), "n_layer": gguf.arch_value("block_count"),
+        "n_head": gguf.arch_value("attention.head_count"), "n_inner": gguf.arch_value("feed_forward_length"),
+        "n_positions": gguf.arch_value("context_length"), "vocab_size": _rows(gguf, "token_embd.weight"),
+        "type_vocab_size": _rows(gguf, "token_types.weight", default=gguf.value("tokenizer.ggml.token_type_count", 2)),
+        "layer_norm_epsilon": gguf.arch_value("attention.layer_norm_epsilon"),
+        "rotary_emb_base": gguf.arch_value("rope.freq_base"),
+        "qkv_proj_bias": "blk.0.attn_qkv.bias" in gguf.tensors, "mlp_fc1_bias": "blk.0.ffn_up.bias" in gguf.tensors,
+        "mlp_fc2_bias": "blk.0.ffn_down.bias" in gguf.tensors,
+        "activation_function": "swiglu", "prenorm": False, "causal": False, "rotary_emb_fraction": 1.0,
+        "rotary_emb_interleaved": False, "rotary_emb_scale_base": None, "rotary_scaling_factor": None,
+        "max_trained_positions": gguf.arch_value("context_length"),
+        "pad_token_id": gguf.value("tokenizer.ggml.padding_token_id", 0), "torch_dtype": "float32",
+    }

@@ -47,7 +47,7 @@ def checkpoint_tensors(gguf: GGUFFile, architecture: str, config: dict) -> dict[
     from gguf import MODEL_ARCH_NAMES, get_tensor_name_map
 
     arch = next(key for key, name in MODEL_ARCH_NAMES.items() if name == gguf.architecture)
-    names = get_tensor_name_map(arch, config["num_hidden_layers"])
+    names = get_tensor_name_map(arch, gguf.arch_value("block_count"))
     tensors = {}
     for hf_name, shape in expected_shapes(architecture, config).items():
         mapped = names.get_type_and_name(hf_name, try_suffixes=_SUFFIXES)
