@@ -40,10 +40,11 @@ POOLING = {"mean": gguf.PoolingType.MEAN, "cls": gguf.PoolingType.CLS, "last": g
 def write_gguf(src: Path, path: Path, arch: str, *, qtype: QK = QK.F32, pre: str | None = None,
                tokenizer_config: dict | None = None, name: str | None = None, pooling: str | None = None,
                split_glu: bool = False, fuse_qkv: bool = False, drop: tuple[str, ...] = (),
-               weights: bool = True) -> Path:
+               weights: bool = True, bracketed: bool = False) -> Path:
     """Write the checkpoint in folder `src` as GGUF `path` for llama.cpp architecture `arch`.
     `pre` names the BPE pre-tokenizer (what llama.cpp's hash check would pick); `drop` leaves out
-    metadata keys (to make broken files); `weights=False` writes the metadata and vocabulary only."""
+    metadata keys (to make broken files); `weights=False` writes the metadata and vocabulary only;
+    `bracketed` spells a WordPiece vocabulary as 2024 converters did (every [...] piece unchanged)."""
     config = json.loads((src / "config.json").read_text())
     config = {**config, **{bert: config[gpt2] for gpt2, bert in GPT2_NAMES.items() if gpt2 in config}}
     if arch == "nomic-bert":        # the converter's rule: 8,192 published positions, 2,048 trained
@@ -58,7 +59,7 @@ def write_gguf(src: Path, path: Path, arch: str, *, qtype: QK = QK.F32, pre: str
     tokenizer.save(str(vocab_dir / "tokenizer.json"))
     (vocab_dir / "config.json").write_text(json.dumps(config))
     (vocab_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config or {}))
-    _vocabulary(writer, vocab_dir, config, pre)
+    _vocabulary(writer, vocab_dir, config, pre, bracketed)
     shutil.rmtree(vocab_dir)
     tensors = gguf_tensors(src, config, arch, split_glu=split_glu, fuse_qkv=fuse_qkv) if weights else {}
     for gname, array in tensors.items():
@@ -178,7 +179,7 @@ def _metadata(w: _Writer, config: dict, arch: str, name: str | None, pooling: st
         w.add("pooling_type", K + "pooling_type", POOLING[pooling])
 
 
-def _vocabulary(w: _Writer, folder: Path, config: dict, pre: str | None) -> None:
+def _vocabulary(w: _Writer, folder: Path, config: dict, pre: str | None, bracketed: bool) -> None:
     """`get_vocab_base` + `set_vocab` of llama.cpp's BertModel / _set_vocab_gpt2, without transformers."""
     tokenizer = json.loads((folder / "tokenizer.json").read_text())
     vocab = {i: t for t, i in Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab(with_added_tokens=True).items()}
@@ -195,8 +196,8 @@ def _vocabulary(w: _Writer, folder: Path, config: dict, pre: str | None) -> None
             tokens.append(vocab[i])
             types.append(gguf.TokenType.NORMAL)
     if tokenizer["model"]["type"] == "WordPiece":
-        tokens = [t if k == gguf.TokenType.CONTROL else t[2:] if t.startswith("##") else "\u2581" + t
-                  for t, k in zip(tokens, types)]
+        tokens = [t if k == gguf.TokenType.CONTROL or (bracketed and t.startswith("[") and t.endswith("]"))
+                  else t[2:] if t.startswith("##") else "\u2581" + t for t, k in zip(tokens, types)]
         w.add("tokenizer_model", "tokenizer.ggml.model", "bert")
         w.add("token_type_count", "tokenizer.ggml.token_type_count", config.get("type_vocab_size", 1))
         special = gguf.SpecialVocab(folder, n_vocab=len(tokens))

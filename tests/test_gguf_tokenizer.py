@@ -49,13 +49,16 @@ def assert_same_ids(original: Tokenizer, tokenizer: Tokenizer, texts=MIXED) -> N
             assert got.type_ids == want.type_ids, (a, b)
 
 
-def test_real_minilm_wordpiece(tmp_path, minilm):
-    """The real 30,522-piece vocabulary: phantom-space pieces back to WordPiece, lower-casing kept."""
+@pytest.mark.parametrize("bracketed", [False, True], ids=["2025-converter", "2024-converter"])
+def test_real_minilm_wordpiece(tmp_path, minilm, bracketed):
+    """The real 30,522-piece vocabulary (bert-base-uncased's): phantom-space pieces back to WordPiece,
+    lower-casing kept; 2024 converters also left [unused0]-style pieces without "▁"."""
     config = json.loads((minilm / "tokenizer_config.json").read_text())
-    tokenizer = rebuilt(tmp_path, minilm, "bert", tokenizer_config=config)
-    assert tokenizer.get_vocab_size() == 30522
-    specials = ["[CLS] literal [SEP] tokens [MASK] [UNK] [PAD]"]
-    assert_same_ids(Tokenizer.from_file(str(minilm / "tokenizer.json")), tokenizer, MIXED + specials)
+    tokenizer = rebuilt(tmp_path, minilm, "bert", tokenizer_config=config, bracketed=bracketed)
+    original = Tokenizer.from_file(str(minilm / "tokenizer.json"))
+    assert tokenizer.get_vocab() == original.get_vocab()             # every piece, [unused0] included
+    specials = ["[CLS] literal [SEP] tokens [MASK] [UNK] [PAD] [unused0] [unused99]"]
+    assert_same_ids(original, tokenizer, MIXED + specials)
 
 
 @pytest.mark.parametrize("cased", [False, True])

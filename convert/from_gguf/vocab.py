@@ -3,7 +3,7 @@
 - A `tokenizer.huggingface.json` entry, when a file has one, is the original: used as it is.
 - `tokenizer.ggml.model == "bert"` (WordPiece): llama.cpp's converter marks word-initial pieces
   with "▁" (U+2581) and strips the "##" of continuation pieces, control tokens ([CLS], [SEP], ...)
-  unchanged; this undoes that. The model lower-cases when its vocabulary has no upper-case piece
+  (older converters: every bracketed piece) unchanged; this undoes that. The model lower-cases when its vocabulary has no upper-case piece
   (llama.cpp itself always does); [CLS]/[SEP] come from the metadata ids, as llama.cpp adds them.
 - `"gpt2"` (byte-level BPE): tokens and merges as stored; the pre-tokenizer is the one that
   `tokenizer.ggml.pre` names (llama.cpp picked that name by hashing the original's output);
@@ -53,8 +53,7 @@ def build_tokenizer(gguf: GGUFFile) -> Tokenizer:
 def _wordpiece(gguf: GGUFFile, tokens: list[str], types: list[int]) -> Tokenizer:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-    pieces = [token if kind == CONTROL else token[1:] if token.startswith(PHANTOM_SPACE) else "##" + token
-              for token, kind in zip(tokens, types)]
+    pieces = [_wordpiece_piece(token, kind) for token, kind in zip(tokens, types)]
     vocab = {}
     for index, piece in enumerate(pieces):
         vocab.setdefault(piece, index)
@@ -70,6 +69,14 @@ def _wordpiece(gguf: GGUFFile, tokens: list[str], types: list[int]) -> Tokenizer
     tok.post_processor = _template([cls], [sep], [sep], pair_type=1, vocab=vocab)
     _add_tokens(tok, pieces, types)
     return tok
+
+
+def _wordpiece_piece(token: str, kind: int) -> str:
+    """Undo llama.cpp's phantom-space form. Converters before 2025 also left every bracketed piece
+    ([unused0], not only control tokens) unchanged."""
+    if kind == CONTROL or (token.startswith("[") and token.endswith("]")):
+        return token
+    return token[1:] if token.startswith(PHANTOM_SPACE) else "##" + token
 
 
 def _byte_level_bpe(gguf: GGUFFile, tokens: list[str], types: list[int]) -> Tokenizer:
