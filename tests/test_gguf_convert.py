@@ -58,6 +58,15 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
+def half(original: np.ndarray, qtype) -> np.ndarray:
+    """The values float16 or bfloat16 (the top half of a float32, rounded to nearest even) hold."""
+    if qtype == QK.F16:
+        return original.astype(np.float16).astype(np.float64)
+    bits = original.astype(np.float32).view(np.uint32).astype(np.uint64)
+    top = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return top.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 def q8_0_error(original: np.ndarray) -> np.ndarray:
     """Q8_0's worst error per value: half a step of its block (32 values, scale amax/127), plus
     the scale's float16 rounding over 127 steps."""
@@ -76,7 +85,7 @@ def q4_k_error(original: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("qtype", [QK.F32, QK.F16, QK.Q8_0], ids=["F32", "F16", "Q8_0"])
+@pytest.mark.parametrize("qtype", [QK.F32, QK.F16, QK.BF16, QK.Q8_0], ids=["F32", "F16", "BF16", "Q8_0"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_round_trip(tmp_path, kind, qtype):
     src, path = source_and_gguf(tmp_path, kind, qtype)
@@ -87,8 +96,8 @@ def test_round_trip(tmp_path, kind, qtype):
     for name, original in want.items():
         if qtype == QK.F32 or original.ndim == 1:            # vectors stay F32 in GGUF files
             np.testing.assert_array_equal(got[name], original, err_msg=name)
-        elif qtype == QK.F16:
-            np.testing.assert_array_equal(got[name], original.astype(np.float16).astype(np.float64), err_msg=name)
+        elif qtype in (QK.F16, QK.BF16):
+            np.testing.assert_array_equal(got[name], half(original, qtype), err_msg=name)
         else:
             assert np.all(np.abs(got[name] - original) <= q8_0_error(original)), name
 
