@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING
 from hhg_mlx.errors import HhgError, UnsupportedModel
 from hhg_mlx.loader import ONNX_ARCHITECTURES
 from hhg_mlx.models.hub import is_gguf_file
+
+from .weights import file_sha256
 
 if TYPE_CHECKING:
     from hhg_mlx.models.registry import ModelInfo
@@ -107,7 +108,7 @@ def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | N
     return src, info, {
         "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
         "revision": src.name if src.parent.name == "snapshots" else None,
-        "sha256": {p.name: _sha256(p) for p in sorted(src.glob("model*.safetensors"))},
+        "sha256": {p.name: file_sha256(p) for p in sorted(src.glob("model*.safetensors"))},
     }
 
 
@@ -222,14 +223,6 @@ def _encoder_settings(given: str, src: Path, info, architecture: str, settings) 
     return {"variant": variant, "pooling": spec.pooling,
             "query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix,
             "max_length": spec.max_length}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _describe(dtype: str, bits: int | None, group_size: int) -> str:

@@ -5,6 +5,7 @@ to float32 (exactly: bfloat16 is the top half of a float32) and memory-maps ever
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -77,3 +78,12 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[tuple[int, ...], Call
         fh.write(struct.pack("<Q", len(head)) + head)
         for _, produce in tensors.values():
             fh.write(np.ascontiguousarray(produce(), dtype="<f4").tobytes())
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

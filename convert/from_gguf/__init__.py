@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hhg_mlx.models.registry import ModelInfo
 
-from ..weights import write_safetensors
+from ..weights import file_sha256, write_safetensors
 from .config import hf_config, hhg_architecture
 from .identity import pooling as choose_pooling
 from .identity import registry_entry
@@ -54,7 +54,7 @@ def unpack(gguf: GGUFFile, info: ModelInfo | None, folder: Path, *, pooling: str
     tokenizer.save(str(folder / "tokenizer.json"))
     write_safetensors(folder / "model.safetensors", tensors)
     return {"repo": info.repo if info else None, "revision": None, "format": "gguf",
-            "sha256": {gguf.path.name: gguf.sha256()}, "quantization": gguf.quantization()}
+            "sha256": {gguf.path.name: file_sha256(gguf.path)}, "quantization": gguf.quantization()}
 
 
 def _check_vocabulary(gguf: GGUFFile, config: dict) -> None:

@@ -4,7 +4,6 @@ checks that turn a damaged file into a one-line error instead of garbage weights
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +70,6 @@ class GGUFFile:
         kinds = Counter(GGMLQuantizationType(t.tensor_type).name for t in self.tensors.values() if len(t.shape) > 1)
         return kinds.most_common(1)[0][0] if kinds else "F32"
 
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-
 
 def open_gguf(path: str | Path) -> GGUFFile:
     """Parse `path`; a missing, truncated or malformed file is a `GGUFError` naming it."""
@@ -89,7 +81,8 @@ def open_gguf(path: str | Path) -> GGUFFile:
     try:
         reader = GGUFReader(path)
     except Exception as err:        # the reader fails in many ways on cut-off or foreign data
-        raise GGUFError(f"{path}: not a GGUF file, or truncated or damaged ({path.stat().st_size:,} bytes; "
-                        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise GGUFError(f"{path}: not a GGUF file, or truncated or damaged "
+                        f"({path.stat().st_size:,} bytes; {reason})") from None
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
     return GGUFFile(path, fields, {tensor.name: tensor for tensor in reader.tensors})
