@@ -12,7 +12,7 @@ import gguf
 import numpy as np
 import pytest
 import reference_qwen
-from checkpoints import CORPUS, make_bert, make_jinabert, make_nomic_bert, pad_tokens
+from checkpoints import CORPUS, _bfloat16_bytes, make_bert, make_jinabert, make_nomic_bert, pad_tokens
 from gguf_fixtures import BERT_CONFIG, QK, QWEN_CONFIG, ROBERTA_CONFIG, write_gguf
 from qwen_fixtures import make_qwen
 from reference import read_safetensors, reference_embed
@@ -62,9 +62,8 @@ def half(original: np.ndarray, qtype) -> np.ndarray:
     """The values float16 or bfloat16 (the top half of a float32, rounded to nearest even) hold."""
     if qtype == QK.F16:
         return original.astype(np.float16).astype(np.float64)
-    bits = original.astype(np.float32).view(np.uint32).astype(np.uint64)
-    top = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-    return top.astype(np.uint32).view(np.float32).astype(np.float64)
+    top = np.frombuffer(_bfloat16_bytes(original), "<u2").astype(np.uint32) << 16
+    return top.view(np.float32).astype(np.float64).reshape(original.shape)
 
 
 def q8_0_error(original: np.ndarray) -> np.ndarray:
