@@ -15,13 +15,13 @@ import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import HhgError
+from .archives import unpack
 from .scoring import CATEGORIES, K, Chunk, Query, Scored, heldout_texts, load_queries, ndcg, summarize
 
 # Published configurations shown per repo; the overall table lists every tool in the file.
@@ -60,11 +60,6 @@ def load_specs(data: Path) -> list[RepoSpec]:
     return specs
 
 
-def _unpack(archive: Path, dest: Path) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-
-
 def checkout(spec: RepoSpec, work: Path) -> Path:
     """The unpacked source of `spec` under `work`, fetched and unpacked on first use."""
     if spec.tarball is not None:
@@ -82,7 +77,7 @@ def checkout(spec: RepoSpec, work: Path) -> Path:
         raise FileNotFoundError(f"{spec.name}: no tarball and no PyPI source")
     if not top.is_dir():
         work.mkdir(parents=True, exist_ok=True)
-        _unpack(archive, work)
+        unpack(archive, work)
     return top
 
 
