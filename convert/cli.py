@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from hhg_mlx.errors import HhgError, UnsupportedModel
 from hhg_mlx.loader import ONNX_ARCHITECTURES
@@ -113,7 +113,7 @@ def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | N
 
 
 def _unpack_gguf(args: argparse.Namespace, out: Path, stack: contextlib.ExitStack,
-                 step) -> tuple[Path, ModelInfo | None, dict]:
+                 step: Callable[[str], None]) -> tuple[Path, ModelInfo | None, dict]:
     """A GGUF file, unpacked into a temporary Hugging Face folder next to OUT (removed afterwards)."""
     from .from_gguf import identify, unpack
 
@@ -126,7 +126,8 @@ def _unpack_gguf(args: argparse.Namespace, out: Path, stack: contextlib.ExitStac
 
 def write_model(src: Path, out: Path, *, given: str, info: ModelInfo | None, source: dict,
                 dtype: str | None = None, quantize: int | None = None, group_size: int = 64,
-                precisions: list[str] = (), step=lambda message: None) -> tuple[str, dict, dict[str, str]]:
+                precisions: Sequence[str] = (), step: Callable[[str], None] = lambda message: None,
+                ) -> tuple[str, dict, dict[str, str]]:
     """Convert the Hugging Face folder `src` into the hhg model folder `out` (replacing it), through
     a staging folder so that nothing half-made is ever left; return (architecture, converter
     summary, ONNX files written)."""
