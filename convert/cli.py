@@ -40,7 +40,9 @@ examples:
   hhg convert coderank ~/models/coderank --onnx-int8
   hhg convert ~/Downloads/nomic-embed-text-v1.5.Q8_0.gguf ~/models/nomic --onnx-int8
   hhg convert model.Q4_K_M.gguf ./my-embedder --pooling mean
-  hhg build --model ~/models/jina-code-f16"""
+  hhg convert jina-reranker-tiny ~/models/reranker-int8 --onnx-int8
+  hhg build --model ~/models/jina-code-f16
+  hhg --rerank ~/models/reranker-int8 "where are uploads retried\""""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,12 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registry id, Hugging Face repo id, local Hugging Face folder or GGUF file (.gguf)")
     parser.add_argument("out", metavar="OUT", help="folder to create")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                        help="MLX weight dtype (default: float32 for JinaBERT/BERT, bfloat16 for Qwen)")
+                        help="MLX weight dtype (default: float32 for JinaBERT/BERT/NomicBERT, bfloat16 for Qwen)")
     parser.add_argument("--quantize", type=int, choices=(8, 4), help="quantise the MLX weights to 8 or 4 bits")
     parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
                         help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (fp32, ONNX Runtime CPU)")
-    parser.add_argument("--onnx-int8", action="store_true", help="also write model.int8.onnx (dynamic int8, CPU)")
+    parser.add_argument("--onnx-int8", action="store_true", help="also write model.q8.onnx (int8, ONNX Runtime CPU)")
     parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")
     parser.add_argument("--pooling", choices=("mean", "cls", "last"),
                         help="GGUF only: the pooling, when the file does not say and names no known model")
@@ -191,7 +193,10 @@ def _export_onnx(src: Path, out: Path, precisions: list[str], step) -> dict[str,
 
 def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architecture: str, summary: dict,
                     onnx_files: dict[str, str], source: dict) -> None:
+    from hhg_mlx.models.folder import is_cross_encoder
+
     manifest: dict = {"format": HHG_FORMAT, "architecture": architecture, "variant": None,
+                      "kind": "reranker" if is_cross_encoder(settings.config) else "embedding",
                       "model_id": settings.model_id or (info.id if info else given)}
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
         manifest.update(_encoder_settings(given, src, info, architecture, settings))

@@ -79,19 +79,50 @@ class Ranked:
 
 
 class VectorMatrix:
-    """All window vectors of one model; a block's cosine is the max over its windows."""
+    """All window vectors of one model; a block's cosine is the max over its windows. The vectors may
+    come in segments (the snapshot's, memory-mapped): they are scored in place, never copied."""
 
     def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """`ids`: one (block id, file id) row per window, ordered by block; `vectors`: one row per window."""
+        self._set([(ids, vectors)])
+
+    @classmethod
+    def of_segments(cls, segments: list[tuple[np.ndarray, np.ndarray]]) -> "VectorMatrix":
+        """From (ids, vectors) segments in any block order; a block's windows may span segments."""
+        matrix = cls.__new__(cls)
+        matrix._set(segments)
+        return matrix
+
+    def _set(self, segments: list[tuple[np.ndarray, np.ndarray]]) -> None:
         import numpy as np
 
-        self.vectors = vectors
+        self.segments = [vectors for _, vectors in segments]
+        self.offsets = np.cumsum([0] + [len(vectors) for vectors in self.segments])
+        ids = np.concatenate([np.asarray(ids).reshape(-1, 2) for ids, _ in segments])
+        # windows grouped by block: `order` maps a grouped position to a row of the segments
+        self.order = None if np.all(ids[1:, 0] >= ids[:-1, 0]) else np.argsort(ids[:, 0], kind="stable")
+        if self.order is not None:
+            ids = ids[self.order]
         self.starts = np.flatnonzero(np.r_[True, ids[1:, 0] != ids[:-1, 0]]) if len(ids) else np.zeros(0, np.int64)
         self.blocks = np.asarray(ids[self.starts, 0])      # sorted block ids, one per block
         self.files = np.asarray(ids[self.starts, 1])       # the file of each of them
 
+    @property
+    def vectors(self) -> np.ndarray:
+        """Every window vector in segment order (the one segment itself when there is one)."""
+        import numpy as np
+
+        return self.segments[0] if len(self.segments) == 1 else np.concatenate(self.segments)
+
     def __len__(self) -> int:
         return len(self.blocks)
+
+    def has_vectors(self, block_ids: list[int]) -> np.ndarray:
+        """Whether each of `block_ids` has at least one window vector."""
+        import numpy as np
+
+        pos = np.minimum(np.searchsorted(self.blocks, block_ids), max(len(self.blocks) - 1, 0))
+        return self.blocks[pos] == block_ids if len(self.blocks) else np.zeros(len(block_ids), bool)
 
     def block_vector(self, block_id: int) -> np.ndarray | None:
         """The normalised mean of a block's window vectors (None when it has none)."""
@@ -100,8 +131,12 @@ class VectorMatrix:
         pos = int(np.searchsorted(self.blocks, block_id))
         if pos >= len(self.blocks) or self.blocks[pos] != block_id:
             return None
-        end = self.starts[pos + 1] if pos + 1 < len(self.starts) else len(self.vectors)
-        mean = self.vectors[self.starts[pos]:end].mean(axis=0)
+        end = self.starts[pos + 1] if pos + 1 < len(self.starts) else int(self.offsets[-1])
+        rows = np.arange(self.starts[pos], end)
+        if self.order is not None:
+            rows = self.order[rows]
+        segment = np.searchsorted(self.offsets, rows, side="right") - 1
+        mean = np.mean([self.segments[s][r - self.offsets[s]] for s, r in zip(segment, rows)], axis=0)
         return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
     def top(self, query: np.ndarray, n: int, allowed: set[int] | None, exclude: int | None) -> list[tuple[int, float]]:
@@ -109,7 +144,11 @@ class VectorMatrix:
 
         if not len(self.blocks):
             return []
-        scores = np.maximum.reduceat(self.vectors @ np.asarray(query, dtype=np.float32), self.starts)
+        query = np.asarray(query, dtype=np.float32)
+        cosines = np.concatenate([vectors @ query for vectors in self.segments])
+        if self.order is not None:
+            cosines = cosines[self.order]
+        scores = np.maximum.reduceat(cosines, self.starts)
         if allowed is not None:
             scores[~np.isin(self.files, np.fromiter(allowed, dtype=np.int64))] = -np.inf
         if exclude is not None:
@@ -315,6 +354,10 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
 
     rows = _block_rows(store, list(found), with_text=False)
     shape = QueryShape.of(query, words)
+    unembedded: set[int] = set()
+    if words and use_vectors:      # blocks still waiting for vectors (embedding in progress)
+        ids = [c.id for c in found.values() if c.cosine_rank is None]
+        unembedded = {i for i, has in zip(ids, vectors.has_vectors(ids)) if not has}
     scored = []
     for cand in found.values():
         if cand.id not in rows:        # deleted since the vector matrix was loaded
@@ -322,9 +365,12 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         path, start, end, kind, name, language = rows[cand.id]
         if words and use_vectors:
             # a pinned definition from outside the BM25 pool ranks as the pool's last
-            ranks = (("bm25", cand.bm25_rank or (pool if cand.bm25 is not None else None)),
-                     ("cosine", cand.cosine_rank))
-            base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in ranks if r is not None)
+            bm25_rank = cand.bm25_rank or (pool if cand.bm25 is not None else None)
+            if cand.id in unembedded:   # ranked by keyword alone, not penalised for the missing vector
+                base = sum(FUSION_WEIGHTS.values()) / (RRF_K + bm25_rank)
+            else:
+                ranks = (("bm25", bm25_rank), ("cosine", cand.cosine_rank))
+                base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in ranks if r is not None)
         else:
             base = cand.bm25 if cand.bm25 is not None else cand.cosine
         applied = boosts(shape, path, kind, name, language)
@@ -353,8 +399,9 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         cand = found[item.id]
         path, start, end, kind, name, language, text = texts[item.id]
         matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
+        fusion = ("rrf, keyword only: no vector yet" if item.id in unembedded else "rrf") if words and use_vectors else None
         explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,
-                   "cosine_rank": cand.cosine_rank, "fusion": "rrf" if words and use_vectors else None,
+                   "cosine_rank": cand.cosine_rank, "fusion": fusion,
                    "boosts": item.boosts, "terms": matched, "defines_query": item.id in pinned}
         hits.append(Hit(path, start, end, kind, name, float(item.score), text, language, explain))
     return hits

@@ -127,6 +127,16 @@ def test_missing_fields_mean_the_original_defaults(make_checkpoint, tmp_path, ba
         load_encoder(str(folder), backend=backend)
 
 
+def test_nomic_cross_encoder_is_refused(make_checkpoint, tmp_path):
+    """NomicBERT has no reranker head here: a `*ForSequenceClassification` config is a one-line error."""
+    from hhg_mlx import load_reranker
+
+    folder = _with_config(make_checkpoint("nomic_bert"), tmp_path, {"architectures": ["NomicBertForSequenceClassification"]})
+    with pytest.raises(UnsupportedModel) as err:
+        load_reranker(str(folder), backend="mlx")
+    assert str(err.value) == f"{folder}: cross-encoders are supported for JinaBERT and BERT, not nomic_bert"
+
+
 def test_onnx_export_follows_config_changes(tmp_path):
     """The cached ONNX export is rebuilt when config.json changes, not only the weights."""
     folder = make_nomic_bert(tmp_path / "m")
@@ -202,6 +212,20 @@ def test_nomic_v15_prefixes_and_matryoshka_recipe(hf_cache, tmp_path, backend):
         load_encoder("nomic-v1.5", backend=backend, dim=100, download=False)
 
 
+def test_hugging_face_snapshot_folder_gets_the_registry_settings(hf_cache, tmp_path):
+    """The folder `snapshot_download` returns is recognised as its repo: prefixes and the Matryoshka
+    recipe apply, while the encoder (and an index built with it) keeps naming the folder."""
+    snapshot = hf_cache("nomic-ai/nomic-embed-text-v1.5",
+                        make_nomic_bert(tmp_path / "nomic", hidden=768, heads=12, layers=1, sentence_transformers=False))
+    encoder = load_encoder(str(snapshot), backend="mlx", dim=64)
+    spec = encoder.spec
+    assert (spec.pooling, spec.query_prefix, spec.document_prefix, spec.matryoshka_layer_norm) == \
+        ("mean", "search_query: ", "search_document: ", True)
+    assert encoder.model_id == str(snapshot.resolve())
+    ids, mask = _batch(snapshot)
+    assert _max_diff(encoder.embed_ids(ids, mask), snapshot, ids, mask, pooling="mean", matryoshka_dim=64) < FP32_TOL
+
+
 def test_sentence_transformers_files_override_the_registry(hf_cache, tmp_path):
     """A CodeRankEmbed copy whose own files say mean pooling and other prompts is run as they say."""
     folder = make_nomic_bert(tmp_path / "coderank", pooling="mean", query_prefix="q: ", document_prefix="d: ")
@@ -223,13 +247,15 @@ def test_model_list_and_info_show_licence_size_dims_and_scores():
     from hhg_mlx.models.commands import format_info, format_list
 
     lines = format_list().splitlines()
-    assert lines[0].split() == ["ID", "ARCH", "SIZE", "DIM", "LICENCE", "COMMERCIAL", "PUBLISHED", "INSTALLED"]
+    assert lines[0].split() == ["ID", "KIND", "ARCH", "DIM", "SIZE", "LICENCE", "COMMERCIAL", "PUBLISHED",
+                                "INSTALLED"]
     rows = {line.split()[0]: line for line in lines[1:] if not line.startswith("*")}
-    assert rows["coderank"].split()[:6] == ["coderank", "nomic_bert", "137M", "768", "MIT", "yes"]
+    assert rows["coderank"].split()[:7] == ["coderank", "embedding", "nomic_bert", "768", "137M", "MIT", "yes"]
     assert "  CoIR 60.1, CSN MRR 77.9  " in rows["coderank"] and rows["coderank"].split()[-1] == "no"
-    assert rows["nomic-v1.5"].split()[:6] == ["nomic-v1.5", "nomic_bert", "137M", "64-768", "Apache-2.0", "yes"]
+    assert rows["nomic-v1.5"].split()[:7] == ["nomic-v1.5", "embedding", "nomic_bert", "64-768", "137M",
+                                              "Apache-2.0", "yes"]
     info = format_info("coderank").splitlines()
-    for line in ("license: MIT", "parameters: 137M", "scores: CoIR 60.1, CSN MRR 77.9", "pooling: cls",
+    for line in ("license: MIT", "size: 137M", "scores: CoIR 60.1, CSN MRR 77.9", "pooling: cls",
                  "query_prefix: 'Represent this query for searching relevant code: '", "document_prefix: -"):
         assert line in info
     info = format_info("nomic-v1.5").splitlines()

@@ -119,3 +119,28 @@ def test_real_index_keyword_smoke(tmp_path):
     assert {r["query"]: r["ndcg"] for r in report["queries"]} == \
         {"frobnicate": 1.0, "parse_expression": 1.0, "zanzibar quokka": 0.0}
     assert report["summary"]["all"]["overall"] == pytest.approx(2 / 3)
+
+
+def test_rerank_runs_every_query_with_and_without_the_reranker(tmp_path):
+    """One run, one index: the plain rows are the keyword run's, the reranked rows are what
+    `Index.search(..., rerank=R)` returns for each query, and both are summarised and printed."""
+    from checkpoints import make_jinabert
+
+    from hhg_mlx.index.index import Index
+
+    reranker = make_jinabert(tmp_path / "reranker", variant="base-en", heads=12, hidden=96, intermediate=192,
+                             prefix="bert.", labels=1, seed=11)
+    data, work = make_benchmark(tmp_path)
+    report = quality.run(data, work, mode="keyword", rerank=str(reranker))
+    plain = quality.run(data, work, mode="keyword")
+    assert [(r["query"], r["top"]) for r in report["queries"]] == [(r["query"], r["top"]) for r in plain["queries"]]
+    rows = report["reranked"]["queries"]
+    with Index.open(work / "tiny" / "src") as idx:
+        for row in rows:
+            hits = idx.search(row["query"], k=quality.K, mode="keyword", rerank=str(reranker))
+            assert row["top"] == [f"src/{h.file}:{h.line}-{h.end_line}" for h in hits]
+    assert report["reranked"]["summary"]["all"]["overall"] == pytest.approx(sum(r["ndcg"] for r in rows) / 3)
+    text = quality.format_report(report)
+    assert f"reranked by {reranker}: NDCG@10 without -> with" in text
+    overall = report["summary"]["all"]["overall"], report["reranked"]["summary"]["all"]["overall"]
+    assert f"{overall[0]:.3f} -> {overall[1]:.3f}" in text

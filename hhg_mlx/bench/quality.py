@@ -1,11 +1,13 @@
 """Retrieval quality on the semble benchmark subset: NDCG@10 next to the published tools.
 
     python -m hhg_mlx.bench.quality [--repos a,b] [--mode keyword|semantic|hybrid] [--model M]
-                                    [--split train|heldout|all] [--json] [--data DIR] [--work DIR]
+                                    [--rerank [R]] [--split train|heldout|all] [--json] [--data DIR] [--work DIR]
 
 Each repository's source (a shipped tarball, else its PyPI sdist via `pip download`) is unpacked
 under the work folder, `<checkout>/<benchmark_root>` is indexed with `Index.build` and every query
-goes through `Index.search`, the path users get. Scoring follows `scoring.py`.
+goes through `Index.search`, the path users get. Scoring follows `scoring.py`. With `--rerank`, every
+query is also searched with the cross-encoder reranking the top candidates, on the same index, and
+the report shows the scores with and without it.
 """
 from __future__ import annotations
 
@@ -96,11 +98,16 @@ def engine_search(root: Path, *, mode: str, model: str | None, force: bool) -> t
 
 
 class _IndexSearch:
-    def __init__(self, idx, mode: str) -> None:
-        self.idx, self.mode = idx, mode
+    def __init__(self, idx, mode: str, rerank: str | bool = False) -> None:
+        self.idx, self.mode, self.rerank = idx, mode, rerank
 
     def __call__(self, query: str) -> list[Chunk]:
-        return [(h.file, h.line, h.end_line) for h in self.idx.search(query, k=K, mode=self.mode)]
+        hits = self.idx.search(query, k=K, mode=self.mode, rerank=self.rerank)
+        return [(h.file, h.line, h.end_line) for h in hits]
+
+    def reranked(self, reranker: str | bool) -> "_IndexSearch":
+        """The same search on the same index, reranked by `reranker` (True: the default reranker)."""
+        return _IndexSearch(self.idx, self.mode, reranker)
 
     def close(self) -> None:
         self.idx.close()
@@ -131,17 +138,19 @@ def published_means(published: dict, repos: list[str]) -> dict[str, float]:
 
 
 def run(data: Path, work: Path, *, repos: list[str] | None = None, mode: str = "keyword",
-        model: str | None = None, split: str = "all", force: bool = False,
+        model: str | None = None, split: str = "all", force: bool = False, rerank: str | bool | None = None,
         make_search: Callable[..., tuple[Search, float]] = engine_search,
         log: Callable[[str], None] = lambda _: None) -> dict:
-    """Run the benchmark and return a report: summary, per-repo rows, per-query rows, published."""
+    """Run the benchmark and return a report: summary, per-repo rows, per-query rows, published; with
+    `rerank` (a reranker name, or True for the default one) also `reranked`: the same queries' rows and
+    summary with the search's `reranked(rerank)`."""
     specs = load_specs(data)
     if repos:
         unknown = set(repos) - {s.name for s in specs}
         if unknown:
             raise ValueError(f"unknown repos: {', '.join(sorted(unknown))}")
         specs = [s for s in specs if s.name in repos]
-    rows, repo_rows = [], []
+    rows, repo_rows, reranked_rows = [], [], []
     for spec in specs:
         queries = load_queries(data / "annotations" / f"{spec.name}.json")
         heldout = heldout_texts([q.text for q in queries])
@@ -153,18 +162,22 @@ def run(data: Path, work: Path, *, repos: list[str] | None = None, mode: str = "
         search, index_s = make_search(root, mode=mode, model=model, force=force)
         try:
             got = run_repo(spec, queries, heldout, search)
+            if rerank:
+                log(f"{spec.name}: reranking")
+                reranked_rows.extend(run_repo(spec, queries, heldout, search.reranked(rerank)))
         finally:
             getattr(search, "close", lambda: None)()
         rows.extend(got)
         repo_rows.append({"repo": spec.name, "language": spec.language, "queries": len(got),
                           "index_s": index_s, "query_ms_p50": statistics.median(r["ms"] for r in got)})
-    scored = [Scored(r["repo"], r["category"], r["heldout"], r["ndcg"]) for r in rows]
     published = json.loads((data / "published_results.json").read_text(encoding="utf-8"))
     names = [s.name for s in specs]
     everything = set(names) == set(published["subset_repos"])
     return {
         "mode": mode, "model": model, "split": split, "repos": repo_rows, "queries": rows,
-        "summary": summarize(scored),
+        "summary": _summary(rows),
+        "reranked": {"reranker": rerank, "queries": reranked_rows, "summary": _summary(reranked_rows)}
+        if rerank else None,
         "published": {
             "overall": published_means(published, names),
             "per_repo": {t: {r: published["tools"][t]["per_repo_ndcg10"].get(r) for r in names}
@@ -174,6 +187,10 @@ def run(data: Path, work: Path, *, repos: list[str] | None = None, mode: str = "
         },
         "machine": f"{platform.machine()} {platform.system()}, {platform.python_version()}",
     }
+
+
+def _summary(rows: list[dict]) -> dict:
+    return summarize([Scored(r["repo"], r["category"], r["heldout"], r["ndcg"]) for r in rows])
 
 
 def _f(x: float | None) -> str:
@@ -202,6 +219,16 @@ def format_report(report: dict) -> str:
                      f"{_f(s['heldout']['per_category'][c]):>6} {_f(sem):>7}")
     lines.append(f"{'overall':<14} {_f(s['all']['overall']):>6} {_f(s['train']['overall']):>6} "
                  f"{_f(s['heldout']['overall']):>6} {_f(pub['overall'].get('semble')):>7}")
+    if report.get("reranked"):
+        r = report["reranked"]["summary"]
+        reranker = report["reranked"]["reranker"]
+        lines += ["", f"reranked by {'the default reranker' if reranker is True else reranker}: NDCG@10 without -> with",
+                  f"{'category':<14} {'all':>15} {'train':>15} {'held':>15}"]
+        for c in CATEGORIES:
+            lines.append(f"{c:<14}" + "".join(f" {_f(s[p]['per_category'][c])} -> {_f(r[p]['per_category'][c])}"
+                                              for p in ("all", "train", "heldout")))
+        lines.append(f"{'overall':<14}" + "".join(f" {_f(s[p]['overall'])} -> {_f(r[p]['overall'])}"
+                                                  for p in ("all", "train", "heldout")))
     lines += ["", "published, same repos:"]
     lines += [f"  {t:<32} {v:.3f}" for t, v in sorted(pub["overall"].items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
@@ -212,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repos", help="comma-separated repo names (default: all 19)")
     p.add_argument("--mode", choices=("keyword", "semantic", "hybrid"), default="keyword")
     p.add_argument("--model", help="embedding model for semantic/hybrid (registry id, HF id or folder)")
+    p.add_argument("--rerank", nargs="?", const=True, metavar="R",
+                   help="also run every query reranked by a cross-encoder: R (default jina-reranker-tiny)")
     p.add_argument("--split", choices=("train", "heldout", "all"), default="all",
                    help="which queries to run: the tuning two thirds, the held-out third, or all")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -223,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"no benchmark in {args.data} (manifest.json missing); pass --data")
     try:
         report = run(args.data, args.work, repos=args.repos.split(",") if args.repos else None, mode=args.mode,
-                     model=args.model, split=args.split, force=args.force,
+                     model=args.model, split=args.split, force=args.force, rerank=args.rerank,
                      log=lambda msg: print(msg, file=sys.stderr, flush=True))
     except ValueError as err:
         p.error(str(err))

@@ -14,6 +14,7 @@ Documents are truncated at `DEFAULT_MAX_LENGTH` tokens unless a shorter limit or
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -88,18 +89,28 @@ def read_settings(folder: Path) -> FolderSettings:
 
 
 def registry_info(model: str | Path) -> ModelInfo | None:
-    """The registry model that `model` is: a registry id, a Hugging Face repo id, a local folder
-    whose `hhg.json` names one (a folder made by `hhg convert`) or a GGUF file whose metadata
-    names one; None for anything else."""
+    """The registry model that `model` is: a registry id, a Hugging Face repo id, a local folder whose
+    `hhg.json` names one (a folder made by `hhg convert`), a Hugging Face cache snapshot of a registry
+    repo (what `snapshot_download` returns) or a GGUF file whose metadata names one; None for anything else."""
     info = registry.get(str(model))
     folder = Path(model).expanduser()
     if info is None and folder.is_dir():
-        info = registry.get((read_json(folder / "hhg.json") or {}).get("model_id") or "")
+        info = registry.get((read_json(folder / "hhg.json") or {}).get("model_id") or "") \
+            or registry.get(snapshot_repo(folder) or "")
     elif info is None and is_gguf_file(str(model)) and folder.is_file():
         from convert.from_gguf import identify
 
         info = identify(folder)[1]
     return info
+
+
+def snapshot_repo(folder: Path) -> str | None:
+    """"org/name" for a Hugging Face cache snapshot `…/models--org--name/snapshots/<revision>`, else None."""
+    folder = folder.resolve()
+    cached = folder.parent.parent.name
+    if folder.parent.name != "snapshots" or not cached.startswith("models--"):
+        return None
+    return cached.removeprefix("models--").replace("--", "/", 1)
 
 
 def _first(*values: T | None) -> T | None:
@@ -111,11 +122,18 @@ def architecture_from_config(config: dict) -> str | None:
     model_type = config.get("model_type")
     if model_type in ("qwen2", "qwen3", "nomic_bert"):
         return model_type
-    if config.get("position_embedding_type") == "alibi" or "jina-bert" in json.dumps(config.get("auto_map", {})):
+    jina = "jina-bert" in json.dumps(config.get("auto_map", {})) or any(
+        str(name).startswith("JinaBert") for name in config.get("architectures") or ())
+    if config.get("position_embedding_type") == "alibi" or jina:
         return "jinabert"
     if model_type == "bert":
         return "bert"
     return None
+
+
+def is_cross_encoder(config: Mapping[str, Any]) -> bool:
+    """config.json names a `*ForSequenceClassification` architecture: a cross-encoder reranker."""
+    return any(str(name).endswith("ForSequenceClassification") for name in config.get("architectures") or ())
 
 
 def model_architecture(settings: FolderSettings, info: ModelInfo | None) -> str:
@@ -168,10 +186,14 @@ def pad_token_id(folder: Path, tokenizer: Tokenizer, config: dict) -> int:
 def encoder_spec(folder: Path, model_id: str, info: ModelInfo | None, tokenizer: Tokenizer, *,
                  dim: int | None = None, max_length: int | None = None,
                  settings: FolderSettings | None = None) -> EncoderSpec:
-    """The `EncoderSpec` for an encoder-only model folder (pooling, prompts, length, dims, pad id)."""
+    """The `EncoderSpec` for an encoder-only model folder (pooling, prompts, length, dims, pad id).
+    A folder that is a copy of a registry model (`registry_info`) gets that entry's settings where it
+    declares none; its id stays `model_id` (the folder), so an index keeps using the folder."""
     s = settings or read_settings(folder)
+    model_id = s.model_id or (info.id if info else model_id)
     try:
-        return _spec(s, model_id, info, dim, max_length, pad_token_id(folder, tokenizer, s.config))
+        return _spec(s, model_id, info or registry_info(folder), dim, max_length,
+                     pad_token_id(folder, tokenizer, s.config))
     except ValueError as err:          # e.g. a `dim` the model does not offer
         raise UnsupportedModel(str(err)) from None
 
@@ -183,8 +205,9 @@ def _spec(s: FolderSettings, model_id: str, info: ModelInfo | None, dim: int | N
     limit = s.max_length or (info.max_length if info else None) or network_limit or DEFAULT_MAX_LENGTH
     limit = min(limit, network_limit or limit)
     return EncoderSpec(
-        model_id=s.model_id or (info.id if info else model_id),
-        pooling=s.pooling or (info.pooling if info else None) or config.get("emb_pooler") or "mean",
+        model_id=model_id,
+        pooling=s.pooling or (info.pooling if info else None)
+        or ("cls" if is_cross_encoder(config) else config.get("emb_pooler")) or "mean",   # cross-encoder: its pooler's
         hidden_size=bert_names(config)["hidden_size"],
         max_length=min(limit, max_length or DEFAULT_MAX_LENGTH),
         query_prefix=_first(s.query_prefix, info.query_prefix if info else None) or "",

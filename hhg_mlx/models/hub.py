@@ -43,6 +43,11 @@ def is_gguf_file(model: str) -> bool:
     return str(model).lower().endswith(".gguf") and model not in registry.REGISTRY
 
 
+def is_repo_id(name: str) -> bool:
+    """`name` has the form of a Hugging Face repo id (org/name)."""
+    return bool(_REPO_ID.match(name))
+
+
 def is_installed(model: str) -> bool:
     """A local model folder or GGUF file, or a complete copy in the Hugging Face cache. Never touches
     the network."""
@@ -72,7 +77,7 @@ def _repo_for(model: str) -> str:
     info = registry.get(model)
     if info is not None:
         return info.repo
-    if _REPO_ID.match(model):
+    if is_repo_id(model):
         return model
     raise ModelUnavailable(f"unknown model {model!r}: not a registry id (see `hhg model list`), "
                            "a Hugging Face repo id (org/name) or a model folder")
