@@ -22,7 +22,7 @@ PRECISIONS = ("fp32", "int8", "fp16")
 # The int8 file is named after its scheme: folders converted before it (`model.int8.onnx`, per-batch
 # dynamic quantisation) are not read for int8 any more; their weights are exported again instead.
 FILENAMES = {"fp32": "model.onnx", "int8": "model.q8.onnx", "fp16": "model.fp16.onnx"}
-GRAPH_VERSION = 3        # bump when the exported graph changes: invalidates cached exports
+GRAPH_VERSION = 4        # bump when the exported graph changes: invalidates cached exports
 CACHE_SUBDIR = "hhg-onnx"
 
 
@@ -39,8 +39,8 @@ def export(folder: Path, out: Path, precision: str) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         staged = Path(tmp) / out.name
         if precision == "int8":
-            from .onnx_int8 import quantize_int8
-            model = quantize_int8(model)
+            from .onnx_int8 import quantize_matmuls
+            model = quantize_matmuls(model)
         save_model(model, staged)
         for produced in Path(tmp).iterdir():     # the model and, for > 2 GB graphs, its .data file
             os.replace(produced, out.parent / produced.name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -40,9 +41,41 @@ class RepoSpec:
     pypi: str | None         # "NAME==VERSION" when the sdist is the source
 
 
-def default_data_dir() -> Path:
-    """`<repo>/../shared/bench/semble`, next to this checkout."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "bench" / "semble"
+DATA_ENV = "HHG_BENCH_DATA"
+DATA_HELP = f"the semble benchmark folder (default: ${DATA_ENV}, else shared/bench/semble next to the repository)"
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]         # the repository root, in a source checkout
+
+
+def default_data_dir(checkout: Path = CHECKOUT) -> Path:
+    """The semble benchmark folder: `$HHG_BENCH_DATA`, else `../shared/bench/semble` beside the
+    repository root, that of the main checkout when this one is a linked git worktree (which may
+    live anywhere); the first candidate when none holds the benchmark (see `check_data_dir`)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    candidates = [root.parent / "shared" / "bench" / "semble" for root in (checkout, main_checkout(checkout))]
+    return next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0])
+
+
+def main_checkout(checkout: Path) -> Path:
+    """The main working tree of the git repository `checkout` belongs to: `checkout` itself, or the
+    one a linked worktree (`git worktree add`) shares its repository with. Its `.git` is then a file
+    `gitdir: <main>/.git/worktrees/<name>`, whose `commondir` leads to `<main>/.git`."""
+    dot_git = checkout / ".git"
+    if not dot_git.is_file():
+        return checkout
+    gitdir = checkout / dot_git.read_text(encoding="utf-8").partition("gitdir:")[2].strip()
+    commondir = gitdir / "commondir"
+    common = gitdir / commondir.read_text(encoding="utf-8").strip() if commondir.is_file() else gitdir
+    return common.resolve().parent
+
+
+def check_data_dir(data: Path) -> str | None:
+    """Why `data` cannot serve as the benchmark folder, or None when it can."""
+    if (data / "manifest.json").is_file():
+        return None
+    return f"no benchmark in {data} (manifest.json missing); pass --data DIR or set {DATA_ENV}"
 
 
 def default_work_dir() -> Path:
@@ -244,12 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("train", "heldout", "all"), default="all",
                    help="which queries to run: the tuning two thirds, the held-out third, or all")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
-    p.add_argument("--data", type=Path, default=default_data_dir(), help="the benchmark folder")
+    p.add_argument("--data", type=Path, default=default_data_dir(), help=DATA_HELP)
     p.add_argument("--work", type=Path, default=default_work_dir(), help="where sources are unpacked and indexed")
     p.add_argument("--force", action="store_true", help="rebuild every index from scratch")
     args = p.parse_args(argv)
-    if not (args.data / "manifest.json").is_file():
-        p.error(f"no benchmark in {args.data} (manifest.json missing); pass --data")
+    if problem := check_data_dir(args.data):
+        p.error(problem)
     try:
         report = run(args.data, args.work, repos=args.repos.split(",") if args.repos else None, mode=args.mode,
                      model=args.model, split=args.split, force=args.force, rerank=args.rerank,
