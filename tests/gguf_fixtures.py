@@ -170,6 +170,9 @@ def _metadata(w: _Writer, config: dict, arch: str, name: str | None, pooling: st
         w.add("layer_norm_rms_eps", K + "attention.layer_norm_rms_epsilon", config["rms_norm_eps"])
     if "rope_theta" in config:
         w.add("rope_freq_base", K + "rope.freq_base", config["rope_theta"])
+    if (config.get("rope_scaling") or {}).get("type") == "yarn":     # as llama.cpp's Qwen2 converter
+        w.add("rope_scaling_type", K + "rope.scaling.type", gguf.RopeScalingType.YARN)
+        w.add("rope_scaling_factor", K + "rope.scaling.factor", config["rope_scaling"]["factor"])
     if "head_dim" in config:
         w.add("key_length", K + "attention.key_length", config["head_dim"])
         w.add("value_length", K + "attention.value_length", config["head_dim"])

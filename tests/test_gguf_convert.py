@@ -273,10 +273,17 @@ def broken_gguf(tmp_path, damage: str):
         path = write_gguf(src, tmp_path / "mismatch.gguf", "bert", tokenizer_config=BERT_CONFIG)
         tokens = len(gguf.GGUFReader(path).fields["tokenizer.ggml.tokens"].data)
         return path, f"{path}: the vocabulary has {tokens:,} tokens but the embedding table has 300 rows"
+    if damage == "rope scaling":
+        src = make_qwen(tmp_path / "src")
+        config = json.loads((src / "config.json").read_text())
+        (src / "config.json").write_text(json.dumps({**config, "rope_scaling": {"type": "yarn", "factor": 4.0}}))
+        path = write_gguf(src, tmp_path / "yarn.gguf", "qwen2", tokenizer_config=QWEN_CONFIG, pre="gpt-2")
+        return path, (f"{path}: cannot convert 'yarn' rope scaling (qwen2.rope.scaling.type); "
+                      "hhg runs unscaled rotary positions")
     raise ValueError(damage)
 
 
-@pytest.mark.parametrize("damage", ["architecture", "metadata", "truncated", "vocabulary"])
+@pytest.mark.parametrize("damage", ["architecture", "metadata", "truncated", "vocabulary", "rope scaling"])
 def test_broken_files_are_one_line_errors(tmp_path, capsys, damage):
     path, message = broken_gguf(tmp_path, damage)
     out = tmp_path / "out"

@@ -2,7 +2,7 @@
 
 Keys are llama.cpp's (`gguf.Keys`, written by its `convert_hf_to_gguf.py`): `{arch}.embedding_length`,
 `.block_count`, `.feed_forward_length`, `.attention.head_count[_kv]`, `.attention.layer_norm_[rms_]epsilon`,
-`.rope.freq_base`, `.context_length`, `.attention.causal`, `.attention.key_length`. Sizes that are
+`.rope.freq_base`, `.rope.scaling.type`, `.context_length`, `.attention.causal`, `.attention.key_length`. Sizes that are
 tensor dimensions (vocabulary, token types) are read from the tensors themselves.
 """
 from __future__ import annotations
@@ -30,7 +30,13 @@ def jina_variant(gguf: GGUFFile) -> str:
 
 
 def hf_config(gguf: GGUFFile, architecture: str) -> dict:
-    """config.json for `architecture` (from `hhg_architecture`) built from the file's metadata."""
+    """config.json for `architecture` (from `hhg_architecture`) built from the file's metadata. Scaled
+    rotary positions (`rope.scaling.type`: linear, YaRN, LongRoPE) are refused: hhg's models run the
+    unscaled rotary embedding, as every supported checkpoint publishes it."""
+    scaling = gguf.arch_value("rope.scaling.type", "none")
+    if scaling != "none":
+        raise GGUFError(f"{gguf.path}: cannot convert {scaling!r} rope scaling "
+                        f"({gguf.architecture}.rope.scaling.type); hhg runs unscaled rotary positions")
     if architecture == "nomic_bert":
         return _nomic_config(gguf)
     common = {
