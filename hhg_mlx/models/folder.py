@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..encoder import EncoderSpec
 from ..errors import ModelUnavailable, UnsupportedModel
 from . import nomic_config, registry
+from .hub import is_gguf_file
 from .registry import ModelInfo
 
 if TYPE_CHECKING:
@@ -89,13 +90,17 @@ def read_settings(folder: Path) -> FolderSettings:
 
 def registry_info(model: str | Path) -> ModelInfo | None:
     """The registry model that `model` is: a registry id, a Hugging Face repo id, a local folder whose
-    `hhg.json` names one (a folder made by `hhg convert`) or a Hugging Face cache snapshot of a registry
-    repo (what `snapshot_download` returns); None for anything else."""
+    `hhg.json` names one (a folder made by `hhg convert`), a Hugging Face cache snapshot of a registry
+    repo (what `snapshot_download` returns) or a GGUF file whose metadata names one; None for anything else."""
     info = registry.get(str(model))
     folder = Path(model).expanduser()
     if info is None and folder.is_dir():
         info = registry.get((read_json(folder / "hhg.json") or {}).get("model_id") or "") \
             or registry.get(snapshot_repo(folder) or "")
+    elif info is None and is_gguf_file(str(model)) and folder.is_file():
+        from convert.from_gguf import identify
+
+        info = identify(folder)[1]
     return info
 
 
