@@ -22,9 +22,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
+
+from .archives import unpack
 
 QUERIES = ["database migration autodetector", "where are template filters registered", "csrf token check",
            "parse http accept header", "password hashing iterations", "queryset bulk create",
@@ -61,8 +62,7 @@ def django_sources(cache: Path, version: str) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                         f"django=={version}", "-d", str(cache)], check=True)
         sdists = list(cache.glob(f"[dD]jango-{version}.tar.gz"))
-    with tarfile.open(sdists[0]) as tar:
-        tar.extractall(cache, filter="data")
+    unpack(sdists[0], cache)
     unpacked = next(p for p in cache.iterdir() if p.is_dir() and p.name.lower() == f"django-{version}")
     if unpacked != src:
         unpacked.rename(src)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archives import unpack
 from .scoring import load_queries
 from .suites import Case, Corpus, heldout_by_hash
 
@@ -51,11 +51,6 @@ def load_specs(data: Path) -> list[RepoSpec]:
     return specs
 
 
-def _unpack(archive: Path, dest: Path) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-
-
 def checkout(spec: RepoSpec, work: Path) -> Path:
     """The unpacked source of `spec` under `work`, fetched and unpacked on first use."""
     if spec.tarball is not None:
@@ -73,7 +68,7 @@ def checkout(spec: RepoSpec, work: Path) -> Path:
         raise FileNotFoundError(f"{spec.name}: no tarball and no PyPI source")
     if not top.is_dir():
         work.mkdir(parents=True, exist_ok=True)
-        _unpack(archive, work)
+        unpack(archive, work)
     return top
 
 
