@@ -27,6 +27,10 @@ POOL = 100                             # candidates taken from each retriever be
 RRF_K = 5.0                            # reciprocal-rank fusion: score = sum(weight / (RRF_K + rank))
 # (the customary 60 flattens the top ranks: hybrid with all-MiniLM-L6-v2 on the train split 0.830 at 60, 0.876 at 5)
 FUSION_WEIGHTS = {"bm25": 1.0, "cosine": 1.0}
+FUSION = "rrf"                         # "rrf" | "score": keyword score / its max + SEMANTIC * normalised cosine
+SEMANTIC = 0.5
+COSINE_FLOOR = "last"                  # the cosine that normalises to 0: "last" of the pool, or a number
+PRIORS = ("definition", "noise_path", "prose", "declaration", "class")
 BOOSTS = {
     "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs")
     "name_in_query": 1.5,    # an identifier of the query is the block's name
@@ -34,15 +38,23 @@ BOOSTS = {
     "definition": 1.2,       # functions, methods and classes over module code, sections and chunks
     "noise_path": 0.5,       # tests, examples, vendored and generated code, unless the query asks for them
     "prose": 0.5,            # documentation and text: a query in words is more often about the code
+    "declaration": 1.0,      # type stubs and declaration files (.pyi, .d.ts): the implementation is elsewhere
+    "class": 1.0,            # class headers, below the methods that do the work
 }
+NAME_SHARE = False             # name_terms graded: BOOSTS["name_terms"] ** (share of the name's parts the query holds)
+NAME_WORDS_ONLY_CODE = False   # name_in_query only for identifier-like query words (or a one-word query)
+COVERAGE = 0.0                 # keyword score times (share of the query's words the block holds) ** COVERAGE
 # File-level evidence, applied to every block of a file (see `file_factors`): support from the file's
 # other blocks (their scores, the j-th best weighted FILE_DECAY**j, over the best one's), a factor
 # 1 + FILE_NAME per query word that names the file ("config" ~ config.lua), and REPEAT**j for the
 # file's j-th best block so that one file's blocks rarely crowd the other files out of the top k.
 FILE_DECAY = 0.8
 FILE_BLOCKS = 10
+FILE_SUPPORT_POWER = 1.0
 FILE_NAME = 1.0
 REPEAT = 0.3
+REPEAT_FROM = 1
+DECLARATION_PATH = re.compile(r"\.pyi$|\.d\.[cm]?ts$")
 DEFINITION_KINDS = frozenset({"function", "method", "class"})
 NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
                          "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark"})
@@ -55,6 +67,7 @@ _IDENT = re.compile(r"[^\W\d][\w.]*")
 _ALNUM = re.compile(r"[^\W_]+")
 _NAME = re.compile(r"[^\W\d]\w*[?!]?")             # one identifier; Ruby's may end in ? or !
 _QUALIFIER = re.compile(r"::|\.|#|->|/")
+_CODE_WORD = re.compile(r"[_.\d]|[a-z][A-Z]|^[A-Z]{2}")   # snake_case, dotted, camelCase, ACRONYM
 _SUFFIXES = ("ations", "ation", "ions", "ion", "ings", "ing", "ers", "er", "ies", "ied", "ed", "es", "ity", "ly", "s")
 
 
@@ -170,6 +183,17 @@ def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
     return store.conn.execute(" ".join(sql), args).fetchall()
 
 
+def held_words(store: Store, words: list[str], ids: list[int]) -> dict[int, int]:
+    """How many of `words` each of the blocks `ids` holds (in any column)."""
+    out: dict[int, int] = {}
+    pool = json.dumps(ids)
+    for word in words:
+        for (block_id,) in store.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN "
+                                              "(SELECT value FROM json_each(?))", (fts_query([word]), pool)):
+            out[block_id] = out.get(block_id, 0) + 1
+    return out
+
+
 def compound_terms(query: str) -> list[str]:
     """Adjacent query words run together ("type adapter" -> "typeadapter"): they match the whole
     lowercased identifiers that the index holds next to their parts (TypeAdapter)."""
@@ -209,12 +233,12 @@ def file_name_matches(path: str, words: list[str]) -> int:
     or, from 4 letters, a prefix of one or the other ("config" ~ configuration.py, "recover" ~ recoverer.go)."""
     stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
     parts = {_stem(p) for p in (*split_identifier(stem), stem.lower()) if p}
-    count = 0
-    for word in map(_stem, words):
-        if any(word == p or (min(len(word), len(p)) >= 4 and (word.startswith(p) or p.startswith(word)))
-               for p in parts):
-            count += 1
-    return count
+    return sum(1 for word in map(_stem, words) if any(_same_word(word, p) for p in parts))
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Two stemmed words are one: equal, or from 4 letters one a prefix of the other."""
+    return a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
 
 
 @dataclass(frozen=True)
@@ -223,6 +247,7 @@ class QueryShape:
 
     parts: tuple[str, ...]        # identifier parts of the whole query, in order
     idents: frozenset[str]        # identifiers as typed (lowercased), dotted names kept
+    name_idents: frozenset[str]   # those that may name a block
     words: frozenset[str]         # the BM25 terms
     asks_noise: bool              # mentions tests, examples, vendored or generated code
 
@@ -230,7 +255,10 @@ class QueryShape:
     def of(cls, query: str, words: list[str]) -> "QueryShape":
         idents = [w.strip(".") for w in _IDENT.findall(query)]
         parts = tuple(p for w in idents for p in split_identifier(w.rsplit(".", 1)[-1]))
-        return cls(parts, frozenset(w.lower() for w in idents), frozenset(words), bool(NOISE_WORDS.intersection(words)))
+        lowered = frozenset(w.lower() for w in idents)
+        named = lowered if not NAME_WORDS_ONLY_CODE or len(idents) == 1 else \
+            frozenset(w.lower() for w in idents if _CODE_WORD.search(w))
+        return cls(parts, lowered, named, frozenset(words), bool(NOISE_WORDS.intersection(words)))
 
 
 def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) -> dict[str, float]:
@@ -241,16 +269,25 @@ def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) ->
     if parts and shape.parts and kind != "module":    # a module block borrows its class's name
         if shape.parts == parts:
             out["exact_name"] = BOOSTS["exact_name"]
-        elif short.lower() in shape.idents or name.lower() in shape.idents:
+        elif short.lower() in shape.name_idents or name.lower() in shape.name_idents:
             out["name_in_query"] = BOOSTS["name_in_query"]
+        elif NAME_SHARE and len(parts) > 1:
+            stems = [_stem(p) for p in shape.parts]
+            share = sum(1 for p in parts if any(_same_word(_stem(p), q) for q in stems)) / len(parts)
+            if share >= 0.5:
+                out["name_terms"] = BOOSTS["name_terms"] ** share
         elif len(parts) > 1 and shape.words.issuperset(parts):
             out["name_terms"] = BOOSTS["name_terms"]
     if kind in DEFINITION_KINDS:
         out["definition"] = BOOSTS["definition"]
+    if kind == "class" and BOOSTS["class"] != 1.0:
+        out["class"] = BOOSTS["class"]
     if language in PROSE_LANGUAGES:
         out["prose"] = BOOSTS["prose"]
     if not shape.asks_noise and NOISE_PATH.search(path):
         out["noise_path"] = BOOSTS["noise_path"]
+    if BOOSTS["declaration"] != 1.0 and DECLARATION_PATH.search(path):
+        out["declaration"] = BOOSTS["declaration"]
     return out
 
 
@@ -271,11 +308,11 @@ def file_factors(scored: list[Ranked], words: list[str]) -> None:
         for j, item in enumerate(items):
             factors = {}
             if support > 1.0:
-                factors["file_support"] = support
+                factors["file_support"] = support ** FILE_SUPPORT_POWER
             if named:
                 factors["file_name"] = 1.0 + FILE_NAME * named
-            if j:
-                factors["repeat"] = REPEAT ** j
+            if j >= REPEAT_FROM:
+                factors["repeat"] = REPEAT ** (j - REPEAT_FROM + 1)
             for key, factor in factors.items():
                 item.score *= factor
                 item.boosts[key] = factor
@@ -315,12 +352,15 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
 
     rows = _block_rows(store, list(found), with_text=False)
     shape = QueryShape.of(query, words)
+    held = held_words(store, words, [c.id for c in found.values() if c.bm25 is not None]) if COVERAGE and len(words) > 1 else {}
     scored = []
     for cand in found.values():
         if cand.id not in rows:        # deleted since the vector matrix was loaded
             continue
         path, start, end, kind, name, language = rows[cand.id]
-        if words and use_vectors:
+        if words and use_vectors and FUSION == "score":
+            base = cand.bm25 or 0.0
+        elif words and use_vectors:
             # a pinned definition from outside the BM25 pool ranks as the pool's last
             ranks = (("bm25", cand.bm25_rank or (pool if cand.bm25 is not None else None)),
                      ("cosine", cand.cosine_rank))
@@ -328,11 +368,30 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         else:
             base = cand.bm25 if cand.bm25 is not None else cand.cosine
         applied = boosts(shape, path, kind, name, language)
+        if held and cand.bm25 is not None:
+            applied["coverage"] = (held.get(cand.id, 0) / len(words)) ** COVERAGE
         product = 1.0
         for factor in applied.values():
             product *= factor
         scored.append(Ranked(base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None))
-    file_factors(scored, words)
+    if words and use_vectors and FUSION == "score":
+        keyworded = [item for item in scored if found[item.id].bm25 is not None]
+        file_factors(keyworded, words)
+        top = max((item.score for item in keyworded), default=0.0) or 1.0
+        cosines = [c.cosine for c in found.values() if c.cosine is not None]
+        hi = max(cosines, default=1.0)
+        lo = min(cosines, default=0.0) if COSINE_FLOOR == "last" else COSINE_FLOOR
+        for item in scored:
+            cand = found[item.id]
+            kw = item.score / top if cand.bm25 is not None else 0.0
+            sem = 0.0
+            if cand.cosine is not None and hi > lo:
+                sem = max(0.0, (cand.cosine - lo) / (hi - lo))
+                for key in PRIORS:
+                    sem *= item.boosts.get(key, 1.0)
+            item.score = kw + SEMANTIC * sem
+    else:
+        file_factors(scored, words)
     if pinned:      # one definition per file leads; the file's other blocks rank on their scores
         lead: dict[str, Ranked] = {}
         for item in scored:

@@ -304,7 +304,7 @@ def build(sources: dict[str, Path], work: Path, *, per_repo: int = PER_REPO, see
     rules change (so its index, embeddings included, survives between runs)."""
     out = {}
     for repo, root in sources.items():
-        stamp = {"version": BUILD_VERSION, "seed": seed, "per_repo": per_repo, "source": str(root)}
+        stamp = {"version": BUILD_VERSION, "seed": seed, "per_repo": per_repo, "source": str(root.resolve())}
         cache = work / f"{repo}.json"
         if cache.is_file() and (work / repo).is_dir():
             saved = json.loads(cache.read_text(encoding="utf-8"))
