@@ -63,6 +63,15 @@ def test_no_query_text_repeats():
     assert [t for t, n in texts.items() if n > 1] == []
 
 
+def test_suite_size_languages_and_kind_balance():
+    kinds = Counter(q.kind for queries in QUERIES.values() for q in queries)
+    total = sum(kinds.values())
+    assert total >= 200 and len(SOURCES) >= 6
+    assert all(abs(kinds[k] / total - 1 / 3) < 0.05 for k in KINDS), kinds
+    languages = {lang for s in SOURCES for lang in s.languages}
+    assert "python" in languages and len(languages - {"python"}) >= 2
+
+
 def test_every_project_has_every_kind():
     for name, queries in QUERIES.items():
         kinds = Counter(q.kind for q in queries)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HhgError
+from ..index.extract import extract, read_source
+from ..index.walk import walk
 from ..paths import cache_dir
 from .archives import download, sha256_of, unpack
 
@@ -105,11 +107,6 @@ def archive_path(source: Source, cache: Path) -> Path:
     return cache / "archives" / source.url.rsplit("/", 1)[-1]
 
 
-def is_cached(source: Source, cache: Path) -> bool:
-    """True when the project can be loaded without the network."""
-    return unpacked_folder(source, cache).is_dir() or archive_path(source, cache).is_file()
-
-
 def fetch(source: Source, cache: Path) -> Path:
     """The indexed root of `source`, downloaded (once) and unpacked (once) under `cache`.
 
@@ -160,9 +157,6 @@ def check_targets(project: Project) -> list[str]:
     """Problems with the project's targets, one line each (none when all is well): the file must be one hhg's
     walk indexes, the line must show the definition's name, and hhg's extractor must give a function, method
     or class block of exactly that name whose span holds the line, so that a hit is possible at all."""
-    from ..index.extract import extract, read_source
-    from ..index.walk import walk
-
     indexed = {f.path for f in walk(project.root).files}
     files: dict[str, tuple[list[str], list]] = {}
     problems = []
@@ -173,7 +167,7 @@ def check_targets(project: Project) -> list[str]:
                 problems.append(f"{where}: not a file hhg indexes")
                 continue
             if t.path not in files:
-                text, reason = read_source(project.root / t.path)
+                text, _ = read_source(project.root / t.path)
                 files[t.path] = (text.split("\n"), extract(t.path, text)) if text is not None else ([], [])
             lines, blocks = files[t.path]
             if not (0 < t.line <= len(lines) and _shows_definition(lines, t.line, t.name)):
@@ -186,9 +180,6 @@ def check_targets(project: Project) -> list[str]:
 
 def definition_count(root: Path) -> Counter[str]:
     """Function, method and class blocks per language over the files hhg indexes under `root`."""
-    from ..index.extract import extract, read_source
-    from ..index.walk import walk
-
     counts: Counter[str] = Counter()
     for entry in walk(root).files:
         text, _ = read_source(root / entry.path)
