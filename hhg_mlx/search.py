@@ -1,15 +1,18 @@
-"""Retrieval and ranking: BM25 over split identifiers, cosine over window vectors, reciprocal-rank
-fusion, then code-aware boosts and file-level evidence. Filters restrict both retrievers before any
-cut, so a filter never leaves fewer than k hits when k matching blocks exist.
+"""Retrieval and ranking: BM25 over split identifiers, cosine over window vectors, code-aware block
+factors, file-level evidence for each file's lead block, and score fusion of the keyword ranking with
+the cosine. Filters restrict both retrievers before any cut, so a filter never leaves fewer than k hits
+when k matching blocks exist.
 
-Every ranking constant lives in the block below; each was chosen by measurement on the train split
-of the semble benchmark subset (`python -m hhg_mlx.bench.quality --split train`).
+Every ranking constant lives in the block below; each was chosen by measurement on the train splits of
+all quality suites at once (`python -m hhg_mlx.bench.quality --split train`): the semble subset (file
+level), doc2code and blocks (block level), each beside a plain BM25 over the same blocks.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .index.languages import CODE_LANGUAGES, PROSE_LANGUAGES, matches_type
@@ -23,51 +26,51 @@ if TYPE_CHECKING:
 
 # ---- ranking constants -------------------------------------------------------------------------
 FIELD_WEIGHTS = (8.0, 3.0, 2.0, 1.0)   # bm25() weights of the FTS columns name, path, doc, body
-POOL = 100                             # candidates taken from each retriever before boosts (at least 3k)
-RRF_K = 5.0                            # reciprocal-rank fusion: score = sum(weight / (RRF_K + rank))
-# (the customary 60 flattens the top ranks: hybrid with all-MiniLM-L6-v2 on the train split 0.830 at 60, 0.876 at 5)
-FUSION_WEIGHTS = {"bm25": 1.0, "cosine": 1.0}
-FUSION = "rrf"                         # "rrf" | "score": keyword score / its max + SEMANTIC * normalised cosine
-SEMANTIC = 0.5
-COSINE_FLOOR = "last"                  # the cosine that normalises to 0: "last" of the pool, or a number
-PRIORS = ("definition", "noise_path", "prose", "declaration", "class")
+FIELDS = ("name", "path", "doc", "body")
+POOL = 100                             # candidates taken from each retriever before any factor (at least 3k)
+# Block factors multiply a block's BM25 score (the keyword score); the PRIORS among them also its cosine.
 BOOSTS = {
-    "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs")
+    "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs"),
+                             # or its qualified name ("HTTPHeaders parse_line")
     "name_in_query": 1.5,    # an identifier of the query is the block's name
-    "name_terms": 1.25,      # every part of the block's (multi-part) name is a query term
+    "name_terms": 1.5,       # raised to the share (>= 1/2) of the parts of a multi-part name that the query holds
     "definition": 1.2,       # functions, methods and classes over module code, sections and chunks
-    "noise_path": 0.5,       # tests, examples, vendored and generated code, unless the query asks for them
+    "class": 0.8,            # class headers, below the methods that do the work
+    "noise_path": 0.5,       # tests (files or test modules), examples, vendored, generated code and migrations,
+                             # unless the query asks for them
     "prose": 0.5,            # documentation and text: a query in words is more often about the code
-    "declaration": 1.0,      # type stubs and declaration files (.pyi, .d.ts): the implementation is elsewhere
-    "class": 1.0,            # class headers, below the methods that do the work
+    "declaration": 0.5,      # type stubs and declaration files (.pyi, .d.ts): the implementation is elsewhere
 }
-NAME_SHARE = False             # name_terms graded: BOOSTS["name_terms"] ** (share of the name's parts the query holds)
-NAME_WORDS_ONLY_CODE = False   # name_in_query only for identifier-like query words (or a one-word query)
-COVERAGE = 0.0                 # keyword score times (share of the query's words the block holds) ** COVERAGE
-# File-level evidence, applied to every block of a file (see `file_factors`): support from the file's
-# other blocks (their scores, the j-th best weighted FILE_DECAY**j, over the best one's), a factor
-# 1 + FILE_NAME per query word that names the file ("config" ~ config.lua), and REPEAT**j for the
-# file's j-th best block so that one file's blocks rarely crowd the other files out of the top k.
+PRIORS = ("definition", "class", "noise_path", "prose", "declaration")
+# File-level evidence raises each file's lead block (its best keyword score), never the file's other blocks,
+# so a file that answers in several places leads while its second block keeps its own rank (`file_factors`):
+# support from the file's other blocks (their scores, the j-th weighted FILE_DECAY**j, over the lead's)
+# to the power FILE_SUPPORT, and 1 + FILE_NAME per query word that names the file ("config" ~ config.lua).
 FILE_DECAY = 0.8
 FILE_BLOCKS = 10
-FILE_SUPPORT_POWER = 1.0
-FILE_NAME = 1.0
-REPEAT = 0.3
-REPEAT_FROM = 1
-DECLARATION_PATH = re.compile(r"\.pyi$|\.d\.[cm]?ts$")
+FILE_SUPPORT = 0.35
+FILE_NAME = 0.5
+# Hybrid: keyword score / the best keyword score + weight * the cosine min-max scaled over the vector pool,
+# weight = SEMANTIC + SEMANTIC_UNCOVERED * (1 - the largest share of the query's words that one of the
+# best keyword blocks holds): the fewer of its words the code holds, the more the query's meaning counts.
+SEMANTIC = 0.15
+SEMANTIC_UNCOVERED = 0.6
+COVERAGE_BLOCKS = 10
 DEFINITION_KINDS = frozenset({"function", "method", "class"})
 NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
-                         "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark"})
+                         "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark",
+                         "migration", "migrations"})
 _NOISE_DIRS = r"tests?|testing|__tests__|specs?|examples?|samples?|vendor|vendored|third_party|node_modules|" \
-              r"generated|__generated__|fixtures?|mocks?|benchmarks?"
+              r"generated|__generated__|fixtures?|mocks?|benchmarks?|migrations"
 _NOISE_FILES = r"test_[^/]*|[^/]*_tests?\.[^/]*|[^/]*\.(?:test|spec)\.[^/]*|conftest\.py|[^/]*_pb2\.py|" \
                r"[^/]*\.pb\.go|[^/]*_generated\.[^/]*|[^/]*\.generated\.[^/]*"
-NOISE_PATH = re.compile(rf"(?:^|/)(?:{_NOISE_DIRS})/|(?:^|/)(?:{_NOISE_FILES})$", re.IGNORECASE)
+NOISE_PATH = re.compile(rf"(?:^|/)_?(?:{_NOISE_DIRS})/|(?:^|/)(?:{_NOISE_FILES})$", re.IGNORECASE)
+NOISE_NAME = re.compile(r"(?:^|\.)tests?\.", re.IGNORECASE)     # inside a test module (Rust's `mod tests`)
+DECLARATION_PATH = re.compile(r"\.pyi$|\.d\.[cm]?ts$")
 _IDENT = re.compile(r"[^\W\d][\w.]*")
 _ALNUM = re.compile(r"[^\W_]+")
 _NAME = re.compile(r"[^\W\d]\w*[?!]?")             # one identifier; Ruby's may end in ? or !
 _QUALIFIER = re.compile(r"::|\.|#|->|/")
-_CODE_WORD = re.compile(r"[_.\d]|[a-z][A-Z]|^[A-Z]{2}")   # snake_case, dotted, camelCase, ACRONYM
 _SUFFIXES = ("ations", "ation", "ions", "ion", "ings", "ing", "ers", "er", "ies", "ied", "ed", "es", "ity", "ly", "s")
 
 
@@ -87,8 +90,9 @@ class Ranked:
     score: float
     id: int
     path: str
-    boosts: dict[str, float]
-    evidence: float | None       # BM25 score times the block's boosts: what a file's support adds up
+    factors: dict[str, float]
+    keyword: float | None = None                          # BM25 times the block factors (and file factors)
+    fusion: dict[str, float] = field(default_factory=dict)
 
 
 class VectorMatrix:
@@ -183,6 +187,18 @@ def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
     return store.conn.execute(" ".join(sql), args).fetchall()
 
 
+def field_scores(store: Store, words: list[str], ids: list[int]) -> dict[int, dict[str, float]]:
+    """Each block's BM25 from one FTS column at a time (its FIELD_WEIGHTS weight, the others 0): what each
+    field contributes to the block's `bm25` (the parts do not add up to it: BM25 saturates)."""
+    if not words or not ids:
+        return {}
+    columns = ", ".join(f"-bm25(fts, {', '.join(str(w if i == j else 0.0) for j, w in enumerate(FIELD_WEIGHTS))})"
+                        for i in range(len(FIELDS)))
+    rows = store.conn.execute(f"SELECT rowid, {columns} FROM fts WHERE fts MATCH ? AND rowid IN "
+                              "(SELECT value FROM json_each(?))", (fts_query(words), json.dumps(ids)))
+    return {r[0]: {field: round(max(score, 0.0), 6) for field, score in zip(FIELDS, r[1:])} for r in rows}
+
+
 def held_words(store: Store, words: list[str], ids: list[int]) -> dict[int, int]:
     """How many of `words` each of the blocks `ids` holds (in any column)."""
     out: dict[int, int] = {}
@@ -243,88 +259,100 @@ def _same_word(a: str, b: str) -> bool:
 
 @dataclass(frozen=True)
 class QueryShape:
-    """What the boosts need to know about a query, computed once per search."""
+    """What the block factors need to know about a query, computed once per search."""
 
     parts: tuple[str, ...]        # identifier parts of the whole query, in order
     idents: frozenset[str]        # identifiers as typed (lowercased), dotted names kept
-    name_idents: frozenset[str]   # those that may name a block
-    words: frozenset[str]         # the BM25 terms
-    asks_noise: bool              # mentions tests, examples, vendored or generated code
+    stems: tuple[str, ...]        # `parts`, lightly stemmed
+    asks_noise: bool              # mentions tests, examples, vendored or generated code, or migrations
 
     @classmethod
     def of(cls, query: str, words: list[str]) -> "QueryShape":
         idents = [w.strip(".") for w in _IDENT.findall(query)]
         parts = tuple(p for w in idents for p in split_identifier(w.rsplit(".", 1)[-1]))
-        lowered = frozenset(w.lower() for w in idents)
-        named = lowered if not NAME_WORDS_ONLY_CODE or len(idents) == 1 else \
-            frozenset(w.lower() for w in idents if _CODE_WORD.search(w))
-        return cls(parts, lowered, named, frozenset(words), bool(NOISE_WORDS.intersection(words)))
+        return cls(parts, frozenset(w.lower() for w in idents), tuple(map(_stem, parts)),
+                   bool(NOISE_WORDS.intersection(words)))
 
 
-def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) -> dict[str, float]:
-    """The multiplicative boosts that apply to one block for this query (empty: none)."""
+def block_factors(shape: QueryShape, path: str, kind: str, name: str, language: str) -> dict[str, float]:
+    """The multiplicative factors (BOOSTS) that apply to one block for this query (empty: none)."""
     out: dict[str, float] = {}
     short = name.rsplit(".", 1)[-1]
     parts = split_identifier(short) if short else ()
     if parts and shape.parts and kind != "module":    # a module block borrows its class's name
-        if shape.parts == parts:
+        qualified = tuple(p for segment in name.split(".") for p in split_identifier(segment))
+        if shape.parts in (parts, qualified):
             out["exact_name"] = BOOSTS["exact_name"]
-        elif short.lower() in shape.name_idents or name.lower() in shape.name_idents:
+        elif short.lower() in shape.idents or name.lower() in shape.idents:
             out["name_in_query"] = BOOSTS["name_in_query"]
-        elif NAME_SHARE and len(parts) > 1:
-            stems = [_stem(p) for p in shape.parts]
-            share = sum(1 for p in parts if any(_same_word(_stem(p), q) for q in stems)) / len(parts)
+        elif len(parts) > 1:
+            share = sum(1 for p in parts if any(_same_word(_stem(p), q) for q in shape.stems)) / len(parts)
             if share >= 0.5:
                 out["name_terms"] = BOOSTS["name_terms"] ** share
-        elif len(parts) > 1 and shape.words.issuperset(parts):
-            out["name_terms"] = BOOSTS["name_terms"]
     if kind in DEFINITION_KINDS:
         out["definition"] = BOOSTS["definition"]
-    if kind == "class" and BOOSTS["class"] != 1.0:
+    if kind == "class":
         out["class"] = BOOSTS["class"]
     if language in PROSE_LANGUAGES:
         out["prose"] = BOOSTS["prose"]
-    if not shape.asks_noise and NOISE_PATH.search(path):
+    if not shape.asks_noise and (NOISE_PATH.search(path) or NOISE_NAME.search(name)):
         out["noise_path"] = BOOSTS["noise_path"]
-    if BOOSTS["declaration"] != 1.0 and DECLARATION_PATH.search(path):
+    if DECLARATION_PATH.search(path):
         out["declaration"] = BOOSTS["declaration"]
     return out
 
 
 def file_factors(scored: list[Ranked], words: list[str]) -> None:
-    """Multiply each block's score by its file's evidence: keyword support from the file's other
-    blocks, query words naming the file, and REPEAT**j for the file's j-th best block; the factors
-    are recorded in the block's boosts. Support comes from BM25 only: cosines and fused ranks are too
-    flat to tell a file that answers in several places from a merely long one."""
+    """Raise each file's lead block (its best keyword score) by its file's evidence: keyword support from
+    the file's other blocks, and query words that name the file. The file's other blocks keep their own
+    scores, so a second answer in the same file is not buried. The factors are recorded in `factors`."""
     by_file: dict[str, list[Ranked]] = {}
     for item in scored:
-        by_file.setdefault(item.path, []).append(item)
+        if item.keyword is not None:
+            by_file.setdefault(item.path, []).append(item)
     for path, items in by_file.items():
-        items.sort(key=lambda item: (-item.score, item.id))
-        evidence = sorted((item.evidence for item in items if item.evidence is not None), reverse=True)
-        support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence[:FILE_BLOCKS])) / evidence[0] \
-            if evidence and evidence[0] > 0 else 1.0
+        lead = min(items, key=lambda item: (-item.keyword, item.id))
+        evidence = sorted((item.keyword for item in items), reverse=True)[:FILE_BLOCKS]
+        support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence)) / evidence[0] if evidence[0] > 0 else 1.0
         named = file_name_matches(path, words)
-        for j, item in enumerate(items):
-            factors = {}
-            if support > 1.0:
-                factors["file_support"] = support ** FILE_SUPPORT_POWER
-            if named:
-                factors["file_name"] = 1.0 + FILE_NAME * named
-            if j >= REPEAT_FROM:
-                factors["repeat"] = REPEAT ** (j - REPEAT_FROM + 1)
-            for key, factor in factors.items():
-                item.score *= factor
-                item.boosts[key] = factor
+        factors = {}
+        if support > 1.0:
+            factors["file_support"] = support ** FILE_SUPPORT
+        if named:
+            factors["file_name"] = 1.0 + FILE_NAME * named
+        for key, factor in factors.items():
+            lead.keyword *= factor
+            lead.score *= factor
+            lead.factors[key] = factor
+
+
+def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words: list[str]) -> None:
+    """Hybrid scores: keyword score / the best keyword score + weight * the block's cosine, min-max scaled
+    over the vector pool and multiplied by its PRIORS (see SEMANTIC); the parts go to `fusion`."""
+    top = max((item.keyword for item in scored if item.keyword is not None), default=0.0) or 1.0
+    cosines = [c.cosine for c in found.values() if c.cosine is not None]
+    low, high = min(cosines, default=0.0), max(cosines, default=0.0)
+    best = sorted((item for item in scored if item.keyword is not None), key=lambda i: (-i.keyword, i.id))
+    held = held_words(store, words, [item.id for item in best[:COVERAGE_BLOCKS]])
+    weight = SEMANTIC + SEMANTIC_UNCOVERED * (1.0 - max(held.values(), default=0) / len(words))
+    for item in scored:
+        cosine = found[item.id].cosine
+        keyword = item.keyword / top if item.keyword is not None else 0.0
+        semantic = 0.0
+        if cosine is not None and high > low:
+            semantic = (cosine - low) / (high - low) * math.prod(item.factors.get(k, 1.0) for k in PRIORS)
+        item.score = keyword + weight * semantic
+        item.fusion = {"keyword": round(keyword, 6), "semantic": round(semantic, 6), "weight": round(weight, 6)}
 
 
 def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | None = None, *,
          vectors: VectorMatrix | None = None, query_vector: np.ndarray | None = None,
          exclude: int | None = None) -> list[Hit]:
     """Rank blocks for `words` (BM25) and/or `query_vector` (cosine); `query` is the user's text, used
-    for name boosts, compound terms and symbol lookup. With both retrievers the base score is
-    reciprocal-rank fusion, otherwise the retriever's own score; block boosts multiply it, then the
-    file factors (`file_factors`). A one-identifier query lists the definitions of that name first."""
+    for name factors, compound terms and symbol lookup. A block's keyword score is its BM25 score times
+    its block factors, each file's lead block then times its file factors; with both retrievers the
+    score fuses that with the cosine (`fuse`), with vectors alone it is the cosine times the block
+    factors. A one-identifier query lists the definitions of that name first, one per file."""
     allowed = allowed_files(store, filters)
     if allowed is not None and not allowed:
         return []
@@ -352,46 +380,19 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
 
     rows = _block_rows(store, list(found), with_text=False)
     shape = QueryShape.of(query, words)
-    held = held_words(store, words, [c.id for c in found.values() if c.bm25 is not None]) if COVERAGE and len(words) > 1 else {}
     scored = []
     for cand in found.values():
         if cand.id not in rows:        # deleted since the vector matrix was loaded
             continue
         path, start, end, kind, name, language = rows[cand.id]
-        if words and use_vectors and FUSION == "score":
-            base = cand.bm25 or 0.0
-        elif words and use_vectors:
-            # a pinned definition from outside the BM25 pool ranks as the pool's last
-            ranks = (("bm25", cand.bm25_rank or (pool if cand.bm25 is not None else None)),
-                     ("cosine", cand.cosine_rank))
-            base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in ranks if r is not None)
-        else:
-            base = cand.bm25 if cand.bm25 is not None else cand.cosine
-        applied = boosts(shape, path, kind, name, language)
-        if held and cand.bm25 is not None:
-            applied["coverage"] = (held.get(cand.id, 0) / len(words)) ** COVERAGE
-        product = 1.0
-        for factor in applied.values():
-            product *= factor
-        scored.append(Ranked(base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None))
-    if words and use_vectors and FUSION == "score":
-        keyworded = [item for item in scored if found[item.id].bm25 is not None]
-        file_factors(keyworded, words)
-        top = max((item.score for item in keyworded), default=0.0) or 1.0
-        cosines = [c.cosine for c in found.values() if c.cosine is not None]
-        hi = max(cosines, default=1.0)
-        lo = min(cosines, default=0.0) if COSINE_FLOOR == "last" else COSINE_FLOOR
-        for item in scored:
-            cand = found[item.id]
-            kw = item.score / top if cand.bm25 is not None else 0.0
-            sem = 0.0
-            if cand.cosine is not None and hi > lo:
-                sem = max(0.0, (cand.cosine - lo) / (hi - lo))
-                for key in PRIORS:
-                    sem *= item.boosts.get(key, 1.0)
-            item.score = kw + SEMANTIC * sem
-    else:
-        file_factors(scored, words)
+        factors = block_factors(shape, path, kind, name, language)
+        product = math.prod(factors.values())
+        keyword_score = cand.bm25 * product if cand.bm25 is not None else None
+        base = cand.bm25 if cand.bm25 is not None else cand.cosine
+        scored.append(Ranked(base * product, cand.id, path, factors, keyword_score))
+    file_factors(scored, words)
+    if words and use_vectors:
+        fuse(store, scored, found, words)
     if pinned:      # one definition per file leads; the file's other blocks rank on their scores
         lead: dict[str, Ranked] = {}
         for item in scored:
@@ -401,20 +402,25 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
     if filters is not None and filters.threshold is not None:
         scored = [item for item in scored if item.score >= filters.threshold]
     scored.sort(key=lambda item: (item.id not in pinned, -item.score, item.id))
-    scored = scored[:k]
+    return _hits(store, scored[:k], found, search_words, pinned)
 
+
+def _hits(store: Store, scored: list[Ranked], found: dict[int, Candidate], search_words: list[str],
+          pinned: set[int]) -> list[Hit]:
+    """The hits of the ranked blocks, each with its `explain`: what made its score (see README, --explain)."""
     texts = _block_rows(store, [item.id for item in scored], with_text=True)
-    hits = []
+    fields = field_scores(store, search_words, [item.id for item in scored if found[item.id].bm25 is not None])
     query_terms = set(search_words)
+    hits = []
     for item in scored:
         if item.id not in texts:       # deleted by a build that committed meanwhile
             continue
         cand = found[item.id]
         path, start, end, kind, name, language, text = texts[item.id]
         matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
-        explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,
-                   "cosine_rank": cand.cosine_rank, "fusion": "rrf" if words and use_vectors else None,
-                   "boosts": item.boosts, "terms": matched, "defines_query": item.id in pinned}
+        explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "bm25_fields": fields.get(item.id),
+                   "cosine": cand.cosine, "cosine_rank": cand.cosine_rank, "fusion": item.fusion or None,
+                   "boosts": item.factors, "terms": matched, "defines_query": item.id in pinned}
         hits.append(Hit(path, start, end, kind, name, float(item.score), text, language, explain))
     return hits
 
