@@ -5,7 +5,8 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
     config.json          the source's config.json, plus mlx-lm's `"quantization": {"group_size", "bits"}`
                          when the weights are quantised and `"torch_dtype"` set to the stored dtype
     hhg.json             {"format": 1, "architecture": "jinabert" | "bert" | "qwen2" | "qwen3",
-                          "variant": "qk-post-norm" | "base-en" | null, "model_id", "pooling",
+                          "variant": "qk-post-norm" | "base-en" | null,
+                          "kind": "embedding" | "reranker" (a cross-encoder), "model_id", "pooling",
                           "query_prefix", "document_prefix", "max_length",
                           "dim": default Matryoshka truncation | null, "matryoshka_dims": [...],
                           "dtype": "float32" | "float16" | "bfloat16",
@@ -20,11 +21,15 @@ Converted folder layout (read by `hhg_mlx.loader.load_encoder`, like any model f
                          Linear layers as `weight` (packed uint32), `scales`, `biases` (`nn.quantize`)
     tokenizer.json, tokenizer_config.json, special_tokens_map.json, modules.json, 1_Pooling/,
     sentence_bert_config.json, config_sentence_transformers.json   copied from the source
-    model.onnx, model.int8.onnx, model.fp16.onnx   optional ONNX graphs (`--onnx`, `--onnx-int8`,
+    model.onnx, model.q8.onnx, model.fp16.onnx   optional ONNX graphs (`--onnx`, `--onnx-int8`,
                          `--onnx-fp16`): inputs input_ids/attention_mask int64 [batch, seq],
-                         output last_hidden_state float32 [batch, seq, hidden]; see `onnx_graph`.
+                         output last_hidden_state float32 [batch, seq, hidden]; a reranker's also
+                         reads token_type_ids and outputs logits float32 [batch]; see `onnx_graph`.
+
+Cross-encoder rerankers (`*ForSequenceClassification`) convert the same way, head included: the
+MLX weights keep `pooler.*` and `classifier.*` (models/cross_encoder.py's names).
 
 Modules: `cli` (the command), `mlx` (MLX weights for JinaBERT/BERT), `qwen` (mlx-lm models),
-`onnx_graph` (graph builder, no PyTorch), `onnx_export` (fp32/int8/fp16 files, export cache),
-`weights` (safetensors → numpy, bfloat16 included).
+`onnx_graph` (graph builder, no PyTorch), `onnx_int8` (the CPU int8 graph), `onnx_export` (fp32/int8/fp16
+files, export cache), `weights` (safetensors → numpy, bfloat16 included).
 """

@@ -28,7 +28,9 @@ EPILOG = """\
 examples:
   hhg convert jina-code-v2 ~/models/jina-code-f16 --dtype float16 --onnx-int8
   hhg convert ./all-MiniLM-L6-v2 ./minilm-4bit --quantize 4
-  hhg build --model ~/models/jina-code-f16"""
+  hhg convert jina-reranker-tiny ~/models/reranker-int8 --onnx-int8
+  hhg build --model ~/models/jina-code-f16
+  hhg --rerank ~/models/reranker-int8 "where are uploads retried\""""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
                         help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (fp32, ONNX Runtime CPU)")
-    parser.add_argument("--onnx-int8", action="store_true", help="also write model.int8.onnx (dynamic int8, CPU)")
+    parser.add_argument("--onnx-int8", action="store_true", help="also write model.q8.onnx (int8, ONNX Runtime CPU)")
     parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it is a model folder already")
     parser.add_argument("--accept-license", action="store_true",
@@ -130,7 +132,10 @@ def _export_onnx(src: Path, out: Path, precisions: list[str], step) -> dict[str,
 
 def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architecture: str, summary: dict,
                     onnx_files: dict[str, str]) -> None:
+    from hhg_mlx.models.folder import is_cross_encoder
+
     manifest: dict = {"format": HHG_FORMAT, "architecture": architecture, "variant": None,
+                      "kind": "reranker" if is_cross_encoder(settings.config) else "embedding",
                       "model_id": settings.model_id or (info.id if info else given)}
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
         manifest.update(_encoder_settings(given, src, info, architecture, settings))

@@ -1,4 +1,5 @@
-"""Export a Hugging Face encoder folder to ONNX files: fp32, dynamic int8 (CPU) and fp16 (CUDA).
+"""Export a Hugging Face encoder or cross-encoder folder to ONNX files: fp32, int8 (CPU,
+`convert.onnx_int8`) and fp16 (CUDA).
 
 `onnx_model(folder, precision)` is what loaders call: it returns the folder's own ONNX file
 when the folder was made by `hhg convert --onnx...`, and otherwise exports once into a cache
@@ -8,19 +9,20 @@ cache snapshots) that is reused until the weights change.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 from pathlib import Path
 
 from hhg_mlx.errors import ModelUnavailable
-from hhg_mlx.models.folder import read_settings
+from hhg_mlx.models.folder import is_cross_encoder, read_settings
 
 from .weights import load_encoder_weights, weight_files
 
 PRECISIONS = ("fp32", "int8", "fp16")
-FILENAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
-GRAPH_VERSION = 2        # bump when the exported graph changes: invalidates cached exports
+# The int8 file is named after its scheme: folders converted before it (`model.int8.onnx`, per-batch
+# dynamic quantisation) are not read for int8 any more; their weights are exported again instead.
+FILENAMES = {"fp32": "model.onnx", "int8": "model.q8.onnx", "fp16": "model.fp16.onnx"}
+GRAPH_VERSION = 3        # bump when the exported graph changes: invalidates cached exports
 CACHE_SUBDIR = "hhg-onnx"
 
 
@@ -30,39 +32,19 @@ def export(folder: Path, out: Path, precision: str) -> Path:
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-    model = build_graph(load_encoder_weights(folder), read_settings(folder).config,
+    config = read_settings(folder).config
+    model = build_graph(load_encoder_weights(folder, head=is_cross_encoder(config)), config,
                         dtype="float16" if precision == "fp16" else "float32")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         staged = Path(tmp) / out.name
         if precision == "int8":
-            quantize_int8(model, staged)
-        else:
-            save_model(model, staged)
+            from .onnx_int8 import quantize_int8
+            model = quantize_int8(model)
+        save_model(model, staged)
         for produced in Path(tmp).iterdir():     # the model and, for > 2 GB graphs, its .data file
             os.replace(produced, out.parent / produced.name)
     return out
-
-
-def quantize_int8(model, out: Path) -> None:
-    """Dynamic int8 quantisation of the weight GEMMs (activations quantised per batch at run time).
-    Per-channel weight scales: on MiniLM (24 code snippets and queries) the lowest cosine to fp32
-    is 0.991 with them and 0.935 with one scale per tensor."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from .onnx_graph import PROTOBUF_LIMIT
-
-    logging.disable(logging.WARNING)        # quantize_dynamic logs advice to the root logger (stderr)
-    try:
-        quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], per_channel=True,
-                         weight_type=QuantType.QInt8,
-                         use_external_data_format=sum(t.ByteSize() for t in model.graph.initializer) > PROTOBUF_LIMIT,
-                         extra_options={"MatMulConstBOnly": True,
-                                        # contrib operators stop ONNX shape inference: their outputs are float
-                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def source_key(folder: Path) -> str:

@@ -15,7 +15,8 @@ from hhg_mlx.errors import ModelUnavailable
 
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
            "I8": "i1", "U8": "u1", "BOOL": "?"}
-IGNORED_PREFIXES = ("pooler.", "cls.", "lm_head.")
+IGNORED_PREFIXES = ("pooler.", "classifier.", "cls.", "lm_head.")
+HEAD_PREFIXES = ("pooler.", "classifier.")      # a cross-encoder's head (MODELS.md §6)
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -48,14 +49,16 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
-def load_encoder_weights(folder: Path) -> dict[str, np.ndarray]:
+def load_encoder_weights(folder: Path, *, head: bool = False) -> dict[str, np.ndarray]:
     """The encoder's tensors under their canonical names: a leading `bert.` is dropped, heads,
-    poolers and buffers (`position_ids`) are left out."""
+    poolers and buffers (`position_ids`) are left out; with `head`, a cross-encoder's pooler and
+    classifier are kept."""
     weights = {}
     for path in weight_files(folder):
         for name, array in read_safetensors(path).items():
             name = name.removeprefix("bert.")
-            if name.startswith(IGNORED_PREFIXES) or name.endswith("position_ids"):
+            kept = head and name.startswith(HEAD_PREFIXES)
+            if (name.startswith(IGNORED_PREFIXES) and not kept) or name.endswith("position_ids"):
                 continue
             weights[name] = array
     return weights

@@ -16,9 +16,12 @@ import numpy as np
 from hhg_mlx.encoder import EncoderSpec, TextEncoder, pool
 from hhg_mlx.errors import ModelUnavailable, UnsupportedModel
 
+from .cpu_features import cpu_features
+
 BACKENDS = ("onnx", "onnx-cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+INT8_ROW_TILE = 8       # a multiple of the rows MLAS's int8 MatMulNBits kernels process together
 
 
 def physical_cores() -> int:
@@ -61,14 +64,15 @@ def cuda_usable() -> bool:
 
 def onnx_precision(backend: str, dtype: str = "float32", quantize: int | None = None, *, fastest: bool = False) -> str:
     """"fp32" | "int8" | "fp16" for the loader's arguments. `fastest` (backend chosen automatically,
-    dtype and quantize left at their defaults) picks int8 on the CPU and fp16 on CUDA."""
+    dtype and quantize left at their defaults) picks fp16 on CUDA and, on the CPU, int8 where ONNX
+    Runtime has an int8 kernel for it (`cpu_features`), else fp32."""
     if quantize not in (None, 8):
         raise UnsupportedModel(f"ONNX Runtime quantises to 8 bits only, not {quantize}")
     if backend == "onnx-cuda":
         if quantize:
             raise UnsupportedModel("int8 runs on the CPU (backend onnx); onnx-cuda computes in float16 or float32")
         return "fp16" if fastest or dtype != "float32" else "fp32"
-    if quantize or (fastest and dtype == "float32"):
+    if quantize or (fastest and dtype == "float32" and cpu_features().int8_kernel):
         return "int8"
     return "fp32" if dtype == "float32" else "fp16"
 
@@ -95,30 +99,58 @@ def make_session(path: Path, backend: str = "onnx", threads: int | None = None, 
     return session
 
 
-class ONNXEncoder(TextEncoder):
-    """A `TextEncoder` whose network is an ONNX Runtime session."""
+class SessionModel:
+    """Mixin for a tokenised model (`TextEncoder`, `PairScorer`) whose network is an ONNX Runtime session."""
 
     def __init__(self, session, tokenizer, spec: EncoderSpec, backend: str = "onnx", precision: str = "fp32",
-                 token_budget: int = 8192) -> None:
-        super().__init__(tokenizer, spec, token_budget)
+                 **options) -> None:
+        super().__init__(tokenizer, spec, **options)       # options: the model kind's own (token_budget)
         self.session = session
         self.backend = backend
         self.precision = precision
 
+
+class ONNXEncoder(SessionModel, TextEncoder):
+    """A `TextEncoder` whose network is an ONNX Runtime session."""
+
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self.precision == "int8":
+            input_ids, attention_mask = int8_layout(input_ids, attention_mask, self.spec.pad_token_id)
         mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
         feeds = {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask}
         (hidden,) = self.session.run(None, feeds)
         return pool(hidden, mask, self.spec.pooling)
 
 
-def load_onnx_encoder(folder: Path, spec: EncoderSpec, *, tokenizer=None, backend: str = "onnx",
-                      precision: str = "fp32", threads: int | None = None) -> ONNXEncoder:
-    """An ONNX Runtime encoder for a Hugging Face or converted model folder. The ONNX file is the
-    folder's own (`hhg convert --onnx...`) or exported on first use and cached (`convert.onnx_export`)."""
+def int8_layout(input_ids: np.ndarray, attention_mask: np.ndarray, pad_id: int,
+                tile: int = INT8_ROW_TILE) -> tuple[np.ndarray, np.ndarray]:
+    """The batch as the int8 graph gets it: each row's attended tokens first (right padding) and the
+    sequence axis padded with masked tokens to a multiple of `tile`. Both change no exact result
+    (positions count attended tokens, ALiBi sees the same distances) but make a text's rows the same
+    arithmetic whatever its batch: MLAS's int8 kernel works on tiles of rows and sums a leftover
+    row's products in another order, and left padding moves attention's float rounding (1e-7);
+    re-quantising activations in the next layer can turn such 1e-7 differences into 5e-3."""
+    order = np.argsort(np.asarray(attention_mask) == 0, axis=1, kind="stable")
+    input_ids = np.take_along_axis(np.asarray(input_ids), order, axis=1)
+    attention_mask = np.take_along_axis(np.asarray(attention_mask), order, axis=1)
+    extra = -input_ids.shape[1] % tile
+    return (np.pad(input_ids, ((0, 0), (0, extra)), constant_values=pad_id),
+            np.pad(attention_mask, ((0, 0), (0, extra))))
+
+
+def load_session_model(kind: type[SessionModel], folder: Path, spec: EncoderSpec, *, tokenizer=None,
+                       backend: str = "onnx", precision: str = "fp32", threads: int | None = None) -> SessionModel:
+    """A `kind` (`ONNXEncoder`, `ONNXReranker`) for a Hugging Face or converted model folder. The ONNX
+    file is the folder's own (`hhg convert --onnx...`) or exported on first use and cached
+    (`convert.onnx_export`)."""
     from convert.onnx_export import onnx_model
     from hhg_mlx.models.folder import load_tokenizer
 
     path = onnx_model(Path(folder), precision)
-    return ONNXEncoder(make_session(path, backend, threads, precision), tokenizer or load_tokenizer(folder), spec,
-                       backend, precision)
+    return kind(make_session(path, backend, threads, precision), tokenizer or load_tokenizer(folder), spec,
+                backend, precision)
+
+
+def load_onnx_encoder(folder: Path, spec: EncoderSpec, **options) -> ONNXEncoder:
+    """An ONNX Runtime encoder for a model folder (`load_session_model`'s options)."""
+    return load_session_model(ONNXEncoder, folder, spec, **options)

@@ -7,36 +7,42 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import HhgError
+from .errors import HhgError, one_line
+from .rerank import DEPTH as RERANK_DEPTH
+from .types import SIMILAR
 
-COMMANDS = ("build", "status", "list", "clean", "model", "convert", "bench")
+COMMANDS = ("build", "status", "stop", "list", "clean", "model", "convert", "bench", "mcp")
+RERANK = "--rerank"
 # Subcommands that live in other modules: name -> (module, one-line help).
 DELEGATED = {
     "model": ("hhg_mlx.models.commands", "list, inspect and install embedding models"),
     "convert": ("convert.cli", "convert a checkpoint to MLX or ONNX"),
     "bench": ("hhg_mlx.bench.speed", "measure encoder speed on this machine"),
+    "mcp": ("hhg_mlx.mcp.command", "serve hybrid code search to coding agents over MCP"),
 }
-SIMILAR = re.compile(r"^(?P<file>.+?)(?:#(?P<name>[^#\s]+)|:(?P<line>\d+))$")
 
 DESCRIPTION = """\
 Search a codebase for the functions, classes and sections that answer a question.
 The first search in a folder builds its index (.hhg/); later searches update it in place.
+With a model, blocks are embedded by a background worker: searches answer at once, semantic
+search covers what is embedded so far.
 
 commands:
   hhg [OPTIONS] QUERY [PATH]        search (PATH defaults to .)
   hhg FILE#NAME | FILE:LINE [PATH]  find code similar to a definition or to the block at a line
   hhg build [PATH]                  build or update the index of PATH
-  hhg status [PATH]                 show what the index holds and what is stale
+  hhg status [PATH]                 show what the index holds, what is stale, how far embedding is
+  hhg stop [PATH]                   stop the background embedding of PATH's index
   hhg list [PATH]                   list every index below PATH
   hhg clean [PATH] [-r]             delete the index of PATH (-r: and every index below it)
   hhg model ...                     list, inspect and install embedding models
   hhg convert ...                   convert a checkpoint to MLX or ONNX
   hhg bench ...                     measure encoder speed
+  hhg mcp [--root PATH ...]         serve search to coding agents over MCP (stdio; extra hhg[mcp])
   Run `hhg COMMAND --help` for a command's options."""
 
 EPILOG = """\
@@ -49,6 +55,7 @@ examples:
   hhg "digest auth header" --explain -n 3     why each hit ranked where it did
   hhg src/upload.py#retry_upload              code similar to a definition
   hhg src/upload.py:120                       code similar to the block at line 120
+  hhg --rerank "how are failed uploads retried"   rerank the top 20 with a cross-encoder (kept)
   hhg -- build                                search for the word "build"
 
 exit status: 0 when something was found, 1 when nothing was, 2 on error."""
@@ -85,6 +92,15 @@ def _search_parser() -> argparse.ArgumentParser:
     rank = p.add_argument_group("ranking")
     rank.add_argument("--mode", choices=("hybrid", "semantic", "keyword"), default="hybrid",
                       help="hybrid (default; keyword only when the index has no model), semantic or keyword")
+    rank.add_argument(RERANK, nargs="?", const=True, metavar="MODEL",
+                      help="rerank the best candidates with a cross-encoder: MODEL (a reranker id, Hugging Face "
+                      "repo or folder), else the index's reranker, else jina-reranker-tiny; kept for later "
+                      "searches of this index (a word after --rerank that names no model is the query)")
+    rank.add_argument("--no-rerank", dest="rerank", action="store_const", const=False,
+                      help="do not rerank, now and in later searches of this index")
+    rank.add_argument("--rerank-depth", type=_positive, default=RERANK_DEPTH, metavar="N",
+                      help=f"how many fused candidates the cross-encoder reorders (default {RERANK_DEPTH}, "
+                      "at least -n)")
     _model_options(rank, "first build only: ")
     p.add_argument("--version", action="version", version=f"hhg {__version__}")
     return p
@@ -93,11 +109,17 @@ def _search_parser() -> argparse.ArgumentParser:
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hhg build", description="Build the index of PATH (.hhg/ inside it), or "
                                 "bring it up to date: only new and changed files are read again, and "
-                                "embeddings are reused from the cache.", epilog="examples:\n  hhg build\n"
-                                "  hhg build ~/src/project --model jina-code-v2\n  hhg build --force",
+                                "embeddings are reused from the cache. The keyword index is ready when the "
+                                "command returns; with a model, a background worker embeds the blocks "
+                                "(`hhg status` shows how far it is, `hhg stop` stops it).",
+                                epilog="examples:\n  hhg build\n  hhg build ~/src/project --model jina-code-v2\n"
+                                "  hhg build --model jina-code-v2 --wait    embed now, with a progress bar\n"
+                                "  hhg build --force",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", nargs="?", default=".", help="folder to index (default: .)")
     p.add_argument("--force", action="store_true", help="rebuild from scratch, embeddings included")
+    p.add_argument("--wait", action="store_true", help="embed in the foreground (progress bar on a terminal) "
+                   "and return when every block has its vectors")
     _model_options(p, "")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     return p
@@ -116,6 +138,8 @@ def _model_options(group, prefix: str) -> None:
     group.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit"),
                        help=prefix + "what the encoder computes in (default: keep the index's, else auto: int8 on "
                        "the CPU, fp16 on CUDA, fp32 on MLX); int8 is ONNX Runtime's, bf16/8bit/4bit are MLX's")
+    group.add_argument("--no-background", action="store_true",
+                       help="embed new blocks in the foreground instead of a background worker (as HHG_BACKGROUND=0)")
 
 
 def _path_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -132,6 +156,14 @@ def _status_parser() -> argparse.ArgumentParser:
 
 def _list_parser() -> argparse.ArgumentParser:
     return _path_parser("list", "List every index (.hhg folder) at or below PATH.")
+
+
+def _stop_parser() -> argparse.ArgumentParser:
+    p = _path_parser("stop", "Stop the background embedding worker of the index that covers PATH. It stays "
+                     "stopped (searches use the blocks embedded so far) until the next `hhg build`. "
+                     "Exit status 1 when no worker was running.")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    return p
 
 
 def _clean_parser() -> argparse.ArgumentParser:
@@ -179,7 +211,29 @@ def split_command(argv: list[str], value_options: set[str]) -> tuple[str | None,
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     # Options may follow positionals; argparse's intermixed mode mishandles `--`, which plain mode handles.
+    argv = bare_rerank_last(argv)
     return parser.parse_args(argv) if "--" in argv else parser.parse_intermixed_args(argv)
+
+
+def bare_rerank_last(argv: list[str]) -> list[str]:
+    """`--rerank` takes an optional MODEL: when the next word names no model (`names_model`) it is the
+    query, so that `--rerank` moves behind the other arguments (before any `--`), where it takes none."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    bare = [i for i in range(end) if argv[i] == RERANK and (i + 1 == end or not names_model(argv[i + 1]))]
+    if not bare:
+        return argv
+    rest = [arg for i, arg in enumerate(argv[:end]) if i not in bare]
+    return rest + [RERANK] + argv[end:]
+
+
+def names_model(word: str) -> bool:
+    """A registry id, a Hugging Face repo id (org/name), a model folder (it has a config.json) or a path
+    written as one (./, ../, /, ~)."""
+    from .models.hub import is_repo_id
+    from .models.registry import REGISTRY
+
+    return (word in REGISTRY or is_repo_id(word) or word.startswith(("./", "../", "/", "~"))
+            or (Path(word) / "config.json").is_file())
 
 
 def eprint(message: str) -> None:
@@ -191,16 +245,6 @@ def _existing(path: str) -> Path:
     if not p.exists():
         raise HhgError(f"{path}: no such file or directory")
     return p
-
-
-def find_root(path: Path) -> Path | None:
-    """The nearest folder at or above `path` that holds an index."""
-    from .index.store import db_path
-    start = path.resolve()
-    for folder in (start, *start.parents):
-        if db_path(folder).is_file():
-            return folder
-    return None
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -222,10 +266,11 @@ def _build_kwargs(args: argparse.Namespace) -> dict:
 
 
 def open_index(start: Path, args: argparse.Namespace):
-    """The index covering `start`, updated; built first (with a notice) when there is none.
-    While another process builds it, the search reads what that build has committed so far."""
+    """The index covering `start`, updated; built first (with a notice) when there is none. New blocks
+    are embedded by the background worker (`--no-background`: here). While another process builds
+    the index, the search reads what that build has committed so far."""
     from .errors import IndexLocked
-    from .index.index import Index
+    from .index.index import Index, find_root
     root = find_root(start)
     bar = _progress(args.quiet)
     try:
@@ -233,10 +278,13 @@ def open_index(start: Path, args: argparse.Namespace):
             folder = start if start.is_dir() else start.parent
             if not args.quiet:
                 eprint(f"indexing {folder} (first run)…")
-            return Index.build(folder.resolve(), progress=bar, **_build_kwargs(args))
+            try:
+                return Index.build(folder.resolve(), progress=bar, wait=args.no_background, **_build_kwargs(args))
+            except IndexLocked:     # another first search builds it: use what it has committed
+                root = folder.resolve()
         idx = Index.open(root)
         try:
-            idx.update(progress=bar)
+            idx.update(progress=bar, wait=args.no_background)
         except IndexLocked:
             if not args.quiet:
                 eprint("another build is updating this index; results may be incomplete")
@@ -293,13 +341,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             hits = idx.similar(_rel(Path(similar["file"]), root), name=similar["name"], line=line,
                                k=args.limit, filters=filters)
         else:
-            hits = idx.search(args.query, k=args.limit, filters=filters, mode=args.mode)
-        notices = list(idx.notices)
+            hits = idx.search(args.query, k=args.limit, filters=filters, mode=args.mode, rerank=args.rerank,
+                              rerank_depth=args.rerank_depth)
+            if args.rerank is not None and idx.reranker_name(args.rerank) != idx.reranker_name():
+                idx.set_rerank(idx.reranker_name(args.rerank))          # kept for later searches
+        notices, session_notices = list(idx.notices), list(idx.session_notices)
     finally:
         idx.close()
 
     if not args.quiet:
         show_once(root, notices)
+        for notice in session_notices:
+            eprint(notice)
     asked = args.path or (similar["file"] if similar else "")
     show = PathStyle(root, absolute=os.path.isabs(asked))
     if args.json:
@@ -322,7 +375,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise HhgError(f"{args.path}: not a folder")
     bar = _progress(args.quiet)
     try:
-        idx = Index.build(folder.resolve(), force=args.force, progress=bar, **_build_kwargs(args))
+        idx = Index.build(folder.resolve(), force=args.force, progress=bar, wait=args.wait or args.no_background,
+                          **_build_kwargs(args))
     finally:
         bar.close()
     try:
@@ -336,27 +390,48 @@ def cmd_build(args: argparse.Namespace) -> int:
         model = " on ".join(filter(None, (status["model"], status["backend"]))) or "keyword only"
         print(f"{folder}: {status['files']:,} files, {status['blocks']:,} blocks ({model}); {stats.added:,} new, "
               f"{stats.modified:,} changed, {stats.deleted:,} deleted in {stats.seconds:.1f} s")
+        embedding = status["embedding"]
+        if embedding["state"] == "running":
+            print(f"embedding {embedding['total'] - embedding['done']:,} blocks in the background (pid "
+                  f"{embedding['pid']}): `hhg status` shows how far it is, `hhg stop` stops it")
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    folder = _existing(args.path)
-    from .index.index import Index
-    from .output import format_status
-    root = find_root(folder)
+def covering_index(path: str):
+    """The open index at or above `path`; a one-line error when there is none."""
+    from .index.index import Index, find_root
+    root = find_root(_existing(path))
     if root is None:
-        raise HhgError(f"no index at or above {args.path}; run `hhg build {args.path}`")
-    idx = Index.open(root)
+        raise HhgError(f"no index at or above {path}; run `hhg build {path}`")
+    return Index.open(root)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .output import format_status
+    idx = covering_index(args.path)
     try:
         status = idx.status()
+        embedding = None if args.json else idx.embedding_status()     # with the token rate, for the text
     finally:
         idx.close()
     if args.json:
         import json
         print(json.dumps(status, indent=2, default=str))
     else:
-        sys.stdout.write(format_status(status))
+        sys.stdout.write(format_status(status, embedding))
     return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    idx = covering_index(args.path)
+    try:
+        pid, root = idx.stop_worker(), idx.root
+    finally:
+        idx.close()
+    if not args.quiet:
+        print(f"stopped the embedding worker of {root} (pid {pid}); `hhg build` resumes it" if pid else
+              f"no embedding worker runs for {root}; searches will not start one until `hhg build`")
+    return 0 if pid else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -390,7 +465,7 @@ def cmd_delegated(name: str, argv: list[str]) -> int:
     return module.run(parser.parse_args(argv))
 
 
-LOCAL = {"build": (_build_parser, cmd_build), "status": (_status_parser, cmd_status),
+LOCAL = {"build": (_build_parser, cmd_build), "status": (_status_parser, cmd_status), "stop": (_stop_parser, cmd_stop),
          "list": (_list_parser, cmd_list), "clean": (_clean_parser, cmd_clean)}
 
 
@@ -410,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except HhgError as err:
-        eprint(str(err))
+        eprint(one_line(err))
         return 2
     except KeyboardInterrupt:
         eprint("interrupted")
@@ -420,12 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as err:
-        eprint(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
+        eprint(one_line(err))
         return 2
     except Exception as err:  # a bug: still one line, with a way to see the traceback
         if os.environ.get("HHG_DEBUG"):
             raise
-        eprint(f"internal error: {type(err).__name__}: {err} (set HHG_DEBUG=1 for a traceback)")
+        eprint(f"{one_line(err)} (set HHG_DEBUG=1 for a traceback)")
         return 2
 
 

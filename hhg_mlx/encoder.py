@@ -111,21 +111,19 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarr
     return ids, mask
 
 
-class TextEncoder:
-    """Base of every backend: texts → tokens → budgeted batches → `_forward` → unit vectors."""
+class TokenizedModel:
+    """What every backend of every model kind holds: the tokenizer (unpadded, truncating at the spec's
+    `max_length` by `truncation`, a `tokenizers` strategy), the spec and the token budget of a batch."""
 
     backend = "none"
 
-    def __init__(self, tokenizer: Tokenizer, spec: EncoderSpec, token_budget: int = 8192) -> None:
+    def __init__(self, tokenizer: Tokenizer, spec: EncoderSpec, token_budget: int = 8192,
+                 truncation: str = "longest_first") -> None:
         self.tokenizer = tokenizer
         self.spec = spec
         self.token_budget = token_budget
         tokenizer.no_padding()
-        tokenizer.enable_truncation(spec.max_length)
-
-    @property
-    def dim(self) -> int:
-        return self.spec.out_dim
+        tokenizer.enable_truncation(spec.max_length, strategy=truncation)
 
     @property
     def max_length(self) -> int:
@@ -134,6 +132,14 @@ class TextEncoder:
     @property
     def model_id(self) -> str:
         return self.spec.model_id
+
+
+class TextEncoder(TokenizedModel):
+    """Base of every backend: texts → tokens → budgeted batches → `_forward` → unit vectors."""
+
+    @property
+    def dim(self) -> int:
+        return self.spec.out_dim
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Pooled (B, hidden_size) float embeddings, not yet normalised."""

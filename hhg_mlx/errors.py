@@ -31,3 +31,17 @@ class LicenseNotAccepted(HhgError):
 
 class UnsupportedModel(HhgError):
     pass
+
+
+class QueryTooLong(HhgError):
+    pass
+
+
+def one_line(err: Exception) -> str:
+    """The line a front end shows for `err`: an HhgError's own text, an OSError as `FILE: reason`, and
+    anything else (a bug) as `internal error: Type: text`."""
+    if isinstance(err, HhgError):
+        return str(err)
+    if isinstance(err, OSError):
+        return f"{str(err.filename) + ': ' if err.filename else ''}{err.strerror or err}"
+    return f"internal error: {type(err).__name__}: {err}"

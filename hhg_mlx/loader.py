@@ -1,7 +1,7 @@
-"""`load_encoder`: a model name → a ready `Encoder` on the chosen backend.
+"""`load_encoder` / `load_reranker`: a model name → a ready `Encoder` / `Reranker` on the chosen backend.
 
 Backends are imported lazily: MLX (`hhg_mlx/models/mlx_encoder.py`, `hhg_mlx/models/qwen.py`)
-and ONNX Runtime (`fallback/onnx_encoder.py`).
+and ONNX Runtime (`fallback/onnx_encoder.py`, `fallback/onnx_reranker.py`).
 
 On Linux, MLX runs on the CPU, where float16/bfloat16 and quantised matmuls bypass BLAS and
 are 12-33x slower than float32: the default float32 is the fast choice there; the other dtypes
@@ -16,19 +16,25 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .encoder import Encoder
 from .errors import ModelUnavailable, UnsupportedModel
 from .models import registry
-from .models.folder import encoder_spec, load_tokenizer, model_architecture, read_settings
+from .models.folder import (FolderSettings, encoder_spec, is_cross_encoder, load_tokenizer, model_architecture,
+                            read_settings)
 from .models.hub import resolve_model
+from .models.registry import ModelInfo
+
+if TYPE_CHECKING:
+    from .cross_encoder import Reranker
 
 BACKENDS = ("auto", "mlx", "onnx", "onnx-cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 QWEN_ARCHITECTURES = ("qwen2", "qwen3")
 ONNX_ARCHITECTURES = ("jinabert", "bert")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit")
-# What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's dynamic int8 (CPU).
+# What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's int8 (CPU, `convert.onnx_int8`).
 BACKEND_PRECISIONS = {"mlx": ("fp32", "fp16", "bf16", "8bit", "4bit"), "onnx": ("fp32", "fp16", "int8"),
                       "onnx-cuda": ("fp32", "fp16")}
 _LOAD_ARGS = {"fp32": ("float32", None), "fp16": ("float16", None), "bf16": ("bfloat16", None),
@@ -70,8 +76,9 @@ class EncoderChoice:
 
 def resolve_choice(backend: str, precision: str, architecture: str, folder: Path | None = None) -> EncoderChoice:
     """`backend` and `precision` ("auto" or a name) made concrete for a model. Auto precision is the
-    fastest: int8 on the CPU, fp16 on CUDA, fp32 (or the folder's own quantisation) on MLX. A precision
-    only one backend has (bf16, 8bit, 4bit: MLX; int8: ONNX on the CPU) picks that backend under auto.
+    fastest: int8 on a CPU with an int8 kernel (else fp32), fp16 on CUDA, fp32 (or the folder's own
+    quantisation) on MLX. A precision only one backend has (bf16, 8bit, 4bit: MLX; int8: ONNX on the
+    CPU) picks that backend under auto.
     Raises `UnsupportedModel` for unknown names and combinations that cannot run."""
     if precision not in PRECISIONS:
         raise UnsupportedModel(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
@@ -116,6 +123,47 @@ def _quantized_bits(folder: Path) -> int | None:
     return int(quantization["bits"]) if isinstance(quantization, dict) and quantization.get("bits") else None
 
 
+class _Found(NamedTuple):
+    """A model resolved for loading: what `load_encoder` and `load_reranker` both need."""
+
+    info: ModelInfo | None
+    folder: Path
+    settings: FolderSettings
+    architecture: str
+    backend: str             # concrete: "mlx" | "onnx" | "onnx-cuda"
+    model_id: str
+
+
+def _find(model: str, kind: str, backend: str, dtype: str, quantize: int | None, download: bool) -> _Found:
+    """Check the arguments, find the folder (downloading if allowed) and choose the backend; raises
+    `UnsupportedModel` when the model is of the other `kind` ("embedding" or "reranker")."""
+    if dtype not in DTYPES:
+        raise UnsupportedModel(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    if quantize not in (None, 8, 4):
+        raise UnsupportedModel(f"quantize must be 8 or 4 bits, not {quantize}")
+    info = registry.get(model)
+    if info is not None:
+        _check_kind(model, info.kind, kind)
+    folder = resolve_model(model, download=download)
+    settings = read_settings(folder)
+    _check_kind(model, "reranker" if is_cross_encoder(settings.config) else "embedding", kind,
+                " (its config.json names no *ForSequenceClassification architecture)")
+    architecture = model_architecture(settings, info)
+    chosen = choose_backend(backend, architecture, folder)
+    model_id = model if info or not Path(model).expanduser().is_dir() else str(folder)
+    return _Found(info, folder, settings, architecture, chosen, model_id)
+
+
+def _check_kind(model: str, found: str, wanted: str, evidence: str = "") -> None:
+    """Raise `UnsupportedModel` when `model` is of kind `found` and the caller wants the other kind."""
+    if found == wanted:
+        return
+    if found == "reranker":
+        raise UnsupportedModel(f"{model} is a cross-encoder reranker, not an embedding model; "
+                               "use it with --rerank (Python: load_reranker)")
+    raise UnsupportedModel(f"{model} is an embedding model, not a cross-encoder reranker{evidence}")
+
+
 def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None,
                  dim: int | None = None, *, download: bool = True, task: str | None = None,
                  max_length: int | None = None) -> Encoder:
@@ -123,31 +171,43 @@ def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quan
     converted layout). `dim` truncates Matryoshka models; `task` picks the prompt pair of models
     that have several; `max_length` caps tokens per text (default 512, or the model's own lower
     limit). Raises `ModelUnavailable` (no local copy and no download) or `UnsupportedModel`."""
-    if dtype not in DTYPES:
-        raise UnsupportedModel(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
-    if quantize not in (None, 8, 4):
-        raise UnsupportedModel(f"quantize must be 8 or 4 bits, not {quantize}")
-    info = registry.get(model)
-    folder = resolve_model(model, download=download)
-    settings = read_settings(folder)
-    architecture = model_architecture(settings, info)
-    chosen = choose_backend(backend, architecture, folder)
-    model_id = model if info or not Path(model).expanduser().is_dir() else str(folder)
-    if architecture in QWEN_ARCHITECTURES:
-        if chosen != "mlx":
-            raise UnsupportedModel(f"{model}: {architecture} models run on the MLX backend only")
+    found = _find(model, "embedding", backend, dtype, quantize, download)
+    if found.architecture in QWEN_ARCHITECTURES:
+        if found.backend != "mlx":
+            raise UnsupportedModel(f"{model}: {found.architecture} models run on the MLX backend only")
         from .models.qwen import load_qwen_encoder
-        return load_qwen_encoder(folder, info, dtype, quantize, dim, task, model_id=model_id, max_length=max_length)
+        return load_qwen_encoder(found.folder, found.info, dtype, quantize, dim, task, model_id=found.model_id,
+                                 max_length=max_length)
+    return _load_bert_family(found, "embedding", backend, dtype, quantize, dim=dim, max_length=max_length)
 
-    tokenizer = load_tokenizer(folder)
-    spec = encoder_spec(folder, model_id, info, tokenizer, dim=dim, max_length=max_length, settings=settings)
-    if chosen == "mlx":
-        from .models.mlx_encoder import load_mlx_encoder
-        return load_mlx_encoder(folder, spec, architecture, settings.config, tokenizer, dtype, quantize)
+
+def load_reranker(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None, *,
+                  download: bool = True, max_length: int | None = None) -> Reranker:
+    """A cross-encoder reranker for `model` (registry id, Hugging Face repo id, or local folder in HF or
+    converted layout), with `load_encoder`'s backends, precisions, precedence and errors. `max_length`
+    caps the tokens of a (query, document) pair (default 512, or the model's own lower limit); only
+    the document is cut."""
+    found = _find(model, "reranker", backend, dtype, quantize, download)
+    if found.architecture not in ONNX_ARCHITECTURES:
+        raise UnsupportedModel(f"{model}: cross-encoders are supported for JinaBERT and BERT, "
+                               f"not {found.architecture}")
+    return _load_bert_family(found, "reranker", backend, dtype, quantize, max_length=max_length)
+
+
+def _load_bert_family(found: _Found, kind: str, requested: str, dtype: str, quantize: int | None, **spec_options):
+    """A JinaBERT/BERT encoder or (`kind` "reranker") cross-encoder on the found backend; `requested` is
+    the backend asked for ("auto" picks the fastest ONNX precision: int8 on the CPU, fp16 on CUDA)."""
+    tokenizer = load_tokenizer(found.folder)
+    spec = encoder_spec(found.folder, found.model_id, found.info, tokenizer, settings=found.settings, **spec_options)
+    if found.backend == "mlx":
+        from .models import mlx_encoder
+        load = mlx_encoder.load_mlx_reranker if kind == "reranker" else mlx_encoder.load_mlx_encoder
+        return load(found.folder, spec, found.architecture, found.settings.config, tokenizer, dtype, quantize)
     try:
-        from fallback.onnx_encoder import load_onnx_encoder, onnx_precision
+        from fallback import onnx_encoder, onnx_reranker
     except ImportError:
-        raise UnsupportedModel(f"backend {chosen} is not available in this installation") from None
-    # auto with default dtype/quantize: the fastest precision (int8 on the CPU, fp16 on CUDA)
-    precision = onnx_precision(chosen, dtype, quantize, fastest=backend == "auto")
-    return load_onnx_encoder(folder, spec, tokenizer=tokenizer, backend=chosen, precision=precision)
+        raise UnsupportedModel(f"backend {found.backend} is not available in this installation") from None
+    # auto with default dtype/quantize: the fastest precision (int8 on CPUs with an int8 kernel, fp16 on CUDA)
+    precision = onnx_encoder.onnx_precision(found.backend, dtype, quantize, fastest=requested == "auto")
+    load = onnx_reranker.load_onnx_reranker if kind == "reranker" else onnx_encoder.load_onnx_encoder
+    return load(found.folder, spec, tokenizer=tokenizer, backend=found.backend, precision=precision)

@@ -8,8 +8,13 @@ import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .progress import duration
 from .types import Hit
+
+if TYPE_CHECKING:
+    from .index.worker import EmbeddingStatus
 
 RESET = "\x1b[0m"
 STYLE = {"path": "\x1b[35m", "line": "\x1b[32m", "kind": "\x1b[36m", "name": "\x1b[1;33m", "match": "\x1b[1;31m"}
@@ -89,10 +94,11 @@ def why_lines(hit: Hit) -> list[str]:
 
 
 def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
-               pattern: re.Pattern[str] | None = None, why: bool = False) -> str:
-    """`path:line kind name`, with `why` the `why_lines` (marked `why:`), then the block's first lines,
-    indented by four spaces."""
-    head = f"{_paint(path, 'path', color)}:{_paint(str(hit.line), 'line', color)} {_paint(hit.kind, 'kind', color)}"
+               pattern: re.Pattern[str] | None = None, span: bool = False, why: bool = False) -> str:
+    """`path:line kind name` (with `span`: `path:line-end_line ...`), with `why` the `why_lines` (marked
+    `why:`), then the block's first lines, indented by four spaces."""
+    where = f"{hit.line}-{hit.end_line}" if span else str(hit.line)
+    head = f"{_paint(path, 'path', color)}:{_paint(where, 'line', color)} {_paint(hit.kind, 'kind', color)}"
     if hit.name:
         head += " " + _paint(hit.name, "name", color)
     body = snippet(hit.content, lines)
@@ -103,11 +109,11 @@ def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
 
 
 def format_hits(hits: Sequence[Hit], show_path, *, lines: int = 3, color: bool = False, query: str = "",
-                why: bool = False) -> str:
+                span: bool = False, why: bool = False) -> str:
     """Every hit via `format_hit`; a blank line separates hits that show code or reasons."""
     pattern = query_pattern(query) if color else None
     sep = "\n\n" if lines > 0 or why else "\n"
-    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern, why=why)
+    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern, span=span, why=why)
                     for h in hits) + "\n"
 
 
@@ -117,9 +123,9 @@ def format_files(hits: Iterable[Hit], show_path, *, color: bool = False) -> str:
     return "".join(_paint(show_path(f), "path", color) + "\n" for f in files)
 
 
-def format_json(hits: Iterable[Hit], show_path, *, content: bool = True, why: bool = False) -> str:
-    """A JSON array of `Hit.to_json()` objects, with `file` shown like the text output; with `why`, each
-    has a `why` object: `Hit.explain`."""
+def hits_json(hits: Iterable[Hit], show_path, *, content: bool = True, why: bool = False) -> list[dict]:
+    """`Hit.to_json()` objects with `file` shown by `show_path`: the `--json` array and the MCP tools' hits;
+    with `why`, each has a `why` object: `Hit.explain`."""
     out = []
     for hit in hits:
         item = hit.to_json(content=content)
@@ -127,7 +133,12 @@ def format_json(hits: Iterable[Hit], show_path, *, content: bool = True, why: bo
         if why:
             item["why"] = hit.explain or {}
         out.append(item)
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+def format_json(hits: Iterable[Hit], show_path, *, content: bool = True, why: bool = False) -> str:
+    """A JSON array of `hits_json` objects, with `file` shown like the text output."""
+    return json.dumps(hits_json(hits, show_path, content=content, why=why), indent=2, ensure_ascii=False) + "\n"
 
 
 def _human_bytes(n: float) -> str:
@@ -138,11 +149,14 @@ def _human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def format_status(status: dict) -> str:
-    """`hhg status`: one `key: value` line per entry of `Index.status()`."""
+def format_status(status: dict, embedding: EmbeddingStatus | None = None) -> str:
+    """`hhg status`: one `key: value` line per entry of `Index.status()`; `embedding` (the index's
+    `embedding_status()`) describes the embedding phase."""
     lines = []
     for key, value in status.items():
-        if key == "size_bytes" and isinstance(value, (int, float)):
+        if key == "embedding" and embedding is not None:
+            value = describe_embedding(embedding)
+        elif key == "size_bytes" and isinstance(value, (int, float)):
             value = _human_bytes(value)
         elif key.endswith("_at") and isinstance(value, (int, float)):
             value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
@@ -154,3 +168,20 @@ def format_status(status: dict) -> str:
             value = "-"
         lines.append(f"{key.replace('_', ' ')}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def describe_embedding(e: EmbeddingStatus) -> str:
+    """One line: state, blocks done of total, rate and ETA while running, the reason of a failure."""
+    if e.state == "none":
+        return "none (keyword only)"
+    counts = f"{e.done:,} of {e.total:,} blocks ({100 * e.done // max(e.total, 1)}%)"
+    if e.state == "running":
+        speed = [f"{e.rate:,.1f} texts/s"] if e.rate else ["measuring the rate"]
+        speed += [f"{e.tokens_rate:,.0f} tokens/s"] if e.tokens_rate else []
+        speed += [f"ETA {duration(e.eta_s)}"] if e.eta_s is not None else []
+        return f"running (pid {e.pid}): {counts}, {', '.join(speed)}"
+    if e.state == "failed":
+        return f"failed: {e.error}; {counts}"
+    if e.state == "stopped":
+        return f"stopped: {counts}; `hhg build` resumes it"
+    return f"{e.state}: {counts}"

@@ -9,7 +9,8 @@ from typing import Callable, TextIO
 UNITS = {"scan": "files", "extract": "files", "embed": "blocks"}
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """`m:ss`, or `XhYYm` from an hour."""
     seconds = int(seconds + 0.5)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -54,7 +55,7 @@ class ProgressBar:
         counts = f"{done:,}/{total:,}"
         tail = f"{rate:,.0f} {unit}/s" if rate else ""
         if rate and done < total:
-            tail += f"  ETA {_duration((total - done) / rate)}"
+            tail += f"  ETA {duration((total - done) / rate)}"
         room = self._columns() - len(stage) - len(counts) - len(tail) - 8
         bar = ""
         if room >= 10:

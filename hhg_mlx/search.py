@@ -92,23 +92,54 @@ class Ranked:
     path: str
     factors: dict[str, float]
     keyword: float | None = None                          # BM25 times the block factors (and file factors)
-    fusion: dict[str, float] = field(default_factory=dict)
+    fusion: dict[str, float | str] = field(default_factory=dict)
 
 
 class VectorMatrix:
-    """All window vectors of one model; a block's cosine is the max over its windows."""
+    """All window vectors of one model; a block's cosine is the max over its windows. The vectors may
+    come in segments (the snapshot's, memory-mapped): they are scored in place, never copied."""
 
     def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """`ids`: one (block id, file id) row per window, ordered by block; `vectors`: one row per window."""
+        self._set([(ids, vectors)])
+
+    @classmethod
+    def of_segments(cls, segments: list[tuple[np.ndarray, np.ndarray]]) -> "VectorMatrix":
+        """From (ids, vectors) segments in any block order; a block's windows may span segments."""
+        matrix = cls.__new__(cls)
+        matrix._set(segments)
+        return matrix
+
+    def _set(self, segments: list[tuple[np.ndarray, np.ndarray]]) -> None:
         import numpy as np
 
-        self.vectors = vectors
+        self.segments = [vectors for _, vectors in segments]
+        self.offsets = np.cumsum([0] + [len(vectors) for vectors in self.segments])
+        ids = np.concatenate([np.asarray(ids).reshape(-1, 2) for ids, _ in segments])
+        # windows grouped by block: `order` maps a grouped position to a row of the segments
+        self.order = None if np.all(ids[1:, 0] >= ids[:-1, 0]) else np.argsort(ids[:, 0], kind="stable")
+        if self.order is not None:
+            ids = ids[self.order]
         self.starts = np.flatnonzero(np.r_[True, ids[1:, 0] != ids[:-1, 0]]) if len(ids) else np.zeros(0, np.int64)
         self.blocks = np.asarray(ids[self.starts, 0])      # sorted block ids, one per block
         self.files = np.asarray(ids[self.starts, 1])       # the file of each of them
 
+    @property
+    def vectors(self) -> np.ndarray:
+        """Every window vector in segment order (the one segment itself when there is one)."""
+        import numpy as np
+
+        return self.segments[0] if len(self.segments) == 1 else np.concatenate(self.segments)
+
     def __len__(self) -> int:
         return len(self.blocks)
+
+    def has_vectors(self, block_ids: list[int]) -> np.ndarray:
+        """Whether each of `block_ids` has at least one window vector."""
+        import numpy as np
+
+        pos = np.minimum(np.searchsorted(self.blocks, block_ids), max(len(self.blocks) - 1, 0))
+        return self.blocks[pos] == block_ids if len(self.blocks) else np.zeros(len(block_ids), bool)
 
     def block_vector(self, block_id: int) -> np.ndarray | None:
         """The normalised mean of a block's window vectors (None when it has none)."""
@@ -117,8 +148,12 @@ class VectorMatrix:
         pos = int(np.searchsorted(self.blocks, block_id))
         if pos >= len(self.blocks) or self.blocks[pos] != block_id:
             return None
-        end = self.starts[pos + 1] if pos + 1 < len(self.starts) else len(self.vectors)
-        mean = self.vectors[self.starts[pos]:end].mean(axis=0)
+        end = self.starts[pos + 1] if pos + 1 < len(self.starts) else int(self.offsets[-1])
+        rows = np.arange(self.starts[pos], end)
+        if self.order is not None:
+            rows = self.order[rows]
+        segment = np.searchsorted(self.offsets, rows, side="right") - 1
+        mean = np.mean([self.segments[s][r - self.offsets[s]] for s, r in zip(segment, rows)], axis=0)
         return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
     def top(self, query: np.ndarray, n: int, allowed: set[int] | None, exclude: int | None) -> list[tuple[int, float]]:
@@ -126,7 +161,11 @@ class VectorMatrix:
 
         if not len(self.blocks):
             return []
-        scores = np.maximum.reduceat(self.vectors @ np.asarray(query, dtype=np.float32), self.starts)
+        query = np.asarray(query, dtype=np.float32)
+        cosines = np.concatenate([vectors @ query for vectors in self.segments])
+        if self.order is not None:
+            cosines = cosines[self.order]
+        scores = np.maximum.reduceat(cosines, self.starts)
         if allowed is not None:
             scores[~np.isin(self.files, np.fromiter(allowed, dtype=np.int64))] = -np.inf
         if exclude is not None:
@@ -326,9 +365,11 @@ def file_factors(scored: list[Ranked], words: list[str]) -> None:
             lead.factors[key] = factor
 
 
-def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words: list[str]) -> None:
+def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words: list[str],
+         unembedded: set[int]) -> None:
     """Hybrid scores: keyword score / the best keyword score + weight * the block's cosine, min-max scaled
-    over the vector pool and multiplied by its PRIORS (see SEMANTIC); the parts go to `fusion`."""
+    over the vector pool and multiplied by its PRIORS (see SEMANTIC); the parts go to `fusion`. A block
+    still `unembedded` (no vector yet) is not pushed down for it: its keyword share stands in for the cosine."""
     top = max((item.keyword for item in scored if item.keyword is not None), default=0.0) or 1.0
     cosines = [c.cosine for c in found.values() if c.cosine is not None]
     low, high = min(cosines, default=0.0), max(cosines, default=0.0)
@@ -339,10 +380,14 @@ def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words:
         cosine = found[item.id].cosine
         keyword = item.keyword / top if item.keyword is not None else 0.0
         semantic = 0.0
-        if cosine is not None and high > low:
+        if item.id in unembedded:
+            semantic = keyword
+        elif cosine is not None and high > low:
             semantic = (cosine - low) / (high - low) * math.prod(item.factors.get(k, 1.0) for k in PRIORS)
         item.score = keyword + weight * semantic
         item.fusion = {"keyword": round(keyword, 6), "semantic": round(semantic, 6), "weight": round(weight, 6)}
+        if item.id in unembedded:
+            item.fusion["semantic_from"] = "keyword: no vector yet"
 
 
 def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | None = None, *,
@@ -380,6 +425,10 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
 
     rows = _block_rows(store, list(found), with_text=False)
     shape = QueryShape.of(query, words)
+    unembedded: set[int] = set()
+    if words and use_vectors:      # blocks still waiting for vectors (embedding in progress)
+        ids = [c.id for c in found.values() if c.cosine_rank is None]
+        unembedded = {i for i, has in zip(ids, vectors.has_vectors(ids)) if not has}
     scored = []
     for cand in found.values():
         if cand.id not in rows:        # deleted since the vector matrix was loaded
@@ -392,7 +441,7 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         scored.append(Ranked(base * product, cand.id, path, factors, keyword_score))
     file_factors(scored, words)
     if words and use_vectors:
-        fuse(store, scored, found, words)
+        fuse(store, scored, found, words, unembedded)
     if pinned:      # one definition per file leads; the file's other blocks rank on their scores
         lead: dict[str, Ranked] = {}
         for item in scored:

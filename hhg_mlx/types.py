@@ -1,7 +1,11 @@
 """Records shared by the index, the search and the front ends."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# The find-similar query form of the front ends: `FILE#NAME` (a definition) or `FILE:LINE` (the block at a line).
+SIMILAR = re.compile(r"^(?P<file>.+?)(?:#(?P<name>[^#\s]+)|:(?P<line>\d+))$")
 
 
 @dataclass(slots=True)

@@ -3,7 +3,10 @@
 Each `make_*` function writes into a folder what the hub would hold for that architecture:
 `config.json` (the published field names), `model.safetensors` (std 0.1 weights; LayerNorm
 weights 1 ± 0.1; float32, float16 or bfloat16 on disk), `tokenizer.json` built with the
-`tokenizers` library, and optionally the sentence-transformers files.
+`tokenizers` library, and optionally the sentence-transformers files. With `labels`, the
+checkpoint is a cross-encoder (`*ForSequenceClassification`, MODELS.md §6): the encoder under
+`bert.`, `bert.pooler.dense`, a `classifier` with `labels` outputs, and a tokenizer whose
+TemplateProcessing post-processor gives the second segment of a pair type id 1.
 
 Use from tests (the tests folder is on sys.path under pytest):
 
@@ -117,9 +120,16 @@ class _Weights:
         self.normal("cls.predictions.bias", vocab)
         self.tensors["embeddings.position_ids"] = np.arange(max_positions, dtype=np.int64)[None]
 
+    def head(self, hidden: int, labels: int) -> None:
+        """A cross-encoder's pooler and classifier (MODELS.md §6)."""
+        self.linear("pooler.dense", hidden, hidden)
+        self.linear("classifier", labels, hidden)
+
     def save(self, path: Path, dtype: str, prefix: str) -> None:
-        # like `BertForMaskedLM`: the encoder under `prefix`, the MLM head (`cls.*`) at the top level
-        tensors = {(name if name.startswith("cls.") else prefix + name): value for name, value in self.tensors.items()}
+        # like `BertForMaskedLM` / `BertForSequenceClassification`: the encoder under `prefix`, the MLM
+        # head (`cls.*`) and the classifier at the top level
+        tensors = {(name if name.startswith(("cls.", "classifier.")) else prefix + name): value
+                   for name, value in self.tensors.items()}
         write_safetensors(path / "model.safetensors", tensors, dtype)
 
 
@@ -154,6 +164,27 @@ def wordpiece_tokenizer() -> Tokenizer:
     return tok
 
 
+def pair_template(tok: Tokenizer, first: str, sep: str) -> Tokenizer:
+    """`first A sep` for one text, `first A sep B:1 sep:1` for a pair: the second segment has type id 1."""
+    specials = [(first, tok.token_to_id(first)), (sep, tok.token_to_id(sep))]
+    tok.post_processor = processors.TemplateProcessing(single=f"{first} $A {sep}", pair=f"{first} $A {sep} $B:1 {sep}:1",
+                                                       special_tokens=specials)
+    return tok
+
+
+def _cross_encoder_config(config: dict, architecture: str, labels: int | None) -> dict:
+    """`config` as a `{architecture}ForSequenceClassification` with `labels` outputs (unchanged for None)."""
+    if labels is None:
+        return config
+    auto = config.get("auto_map")
+    if auto:
+        name = auto["AutoModel"].split("--")[0]
+        auto = {**auto, "AutoModelForSequenceClassification": f"{name}--modeling_bert.{architecture}ForSequenceClassification"}
+    return {**config, "architectures": [f"{architecture}ForSequenceClassification"], "num_labels": labels,
+            "id2label": {str(i): f"LABEL_{i}" for i in range(labels)},
+            "label2id": {f"LABEL_{i}": i for i in range(labels)}, **({"auto_map": auto} if auto else {})}
+
+
 # ---------------------------------------------------------------- JinaBERT
 
 
@@ -168,14 +199,17 @@ def _start_folder(path: Path, tok: Tokenizer, vocab: int | None, save_tokenizer:
 def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: int = 48, heads: int = 6,
                   layers: int = 2, intermediate: int = 96, vocab: int | None = None, dtype: str = "float32",
                   prefix: str = "", extras: bool = True, seed: int = 0, std: float = 0.1,
-                  tokenizer: bool = True) -> Path:
+                  tokenizer: bool = True, labels: int | None = None) -> Path:
     """A random JinaBERT v2 checkpoint: `variant` "qk-post-norm" (jina-embeddings-v2-base-code,
     byte-level BPE tokenizer) or "base-en" (jina-embeddings-v2-base-en, WordPiece tokenizer).
-    `prefix="bert."` stores every weight under `bert.`; `extras` adds pooler/cls/position_ids."""
+    `prefix="bert."` stores every weight under `bert.`; `extras` adds pooler/cls/position_ids.
+    `labels`: a `JinaBertForSequenceClassification` cross-encoder (jina-reranker-v1) instead."""
     if variant not in ("qk-post-norm", "base-en"):
         raise ValueError(f"unknown JinaBERT variant {variant!r}")
     path = Path(path)
     tok = bpe_tokenizer() if variant == "qk-post-norm" else wordpiece_tokenizer()
+    if labels is not None:
+        tok = pair_template(tok, *(("<s>", "</s>") if variant == "qk-post-norm" else ("[CLS]", "[SEP]")))
     vocab = _start_folder(path, tok, vocab, tokenizer)
 
     w = _Weights(seed, std)
@@ -198,13 +232,15 @@ def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: in
             w.layer_norm(p + "mlp.layernorm", hidden)
     if extras:
         w.extras(hidden, vocab, 512)
+    if labels is not None:
+        w.head(hidden, labels)
     w.save(path, dtype, prefix)
 
     name = JINA_CODE_NAME if variant == "qk-post-norm" else JINA_BASE_NAME
     auto = {"AutoConfig": f"{name}--configuration_bert.JinaBertConfig",
             "AutoModel": f"{name}--modeling_bert.JinaBertModel",
             "AutoModelForMaskedLM": f"{name}--modeling_bert.JinaBertForMaskedLM"}
-    _write_json(path / "config.json", {
+    _write_json(path / "config.json", _cross_encoder_config({
         "_name_or_path": name, "architectures": ["JinaBertForMaskedLM"], "auto_map": auto,
         "attention_probs_dropout_prob": 0.0, "classifier_dropout": None, "emb_pooler": "mean",
         "feed_forward_type": "geglu", "gradient_checkpointing": False, "hidden_act": "gelu",
@@ -214,7 +250,7 @@ def make_jinabert(path: str | Path, variant: str = "qk-post-norm", *, hidden: in
         "num_hidden_layers": layers, "pad_token_id": 0, "position_embedding_type": "alibi",
         "torch_dtype": dtype, "transformers_version": "4.39.1", "type_vocab_size": 2, "use_cache": True,
         "vocab_size": vocab,
-    })
+    }, "JinaBert", labels))
     return path
 
 
@@ -225,11 +261,13 @@ def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int
               vocab: int | None = None, max_positions: int = 128, dtype: str = "float32", prefix: str = "",
               extras: bool = True, seed: int = 0, std: float = 0.1, pooling: str = "mean",
               sentence_transformers: bool = True, query_prefix: str | None = None,
-              max_seq_length: int | None = 64, tokenizer: bool = True) -> Path:
+              max_seq_length: int | None = 64, tokenizer: bool = True, labels: int | None = None) -> Path:
     """A random BERT checkpoint (MiniLM / bge / arctic-embed layout) with a WordPiece tokenizer and,
-    when `sentence_transformers`, the files that give its pooling (mean/cls), query prompt and max length."""
+    when `sentence_transformers`, the files that give its pooling (mean/cls), query prompt and max length.
+    `labels`: a `BertForSequenceClassification` cross-encoder (ms-marco MiniLM) instead."""
     path = Path(path)
-    vocab = _start_folder(path, wordpiece_tokenizer(), vocab, tokenizer)
+    tok = wordpiece_tokenizer() if labels is None else pair_template(wordpiece_tokenizer(), "[CLS]", "[SEP]")
+    vocab = _start_folder(path, tok, vocab, tokenizer)
 
     w = _Weights(seed, std)
     w.normal("embeddings.word_embeddings.weight", vocab, hidden)
@@ -244,9 +282,11 @@ def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int
         w.layer_norm(p + "output.LayerNorm", hidden)
     if extras:
         w.extras(hidden, vocab, max_positions)
+    if labels is not None:
+        w.head(hidden, labels)
     w.save(path, dtype, prefix)
 
-    _write_json(path / "config.json", {
+    _write_json(path / "config.json", _cross_encoder_config({
         "_name_or_path": "random/bert", "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1,
         "classifier_dropout": None, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": hidden,
         "initializer_range": 0.02, "intermediate_size": intermediate, "layer_norm_eps": 1e-12,
@@ -254,7 +294,7 @@ def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int
         "num_hidden_layers": layers, "pad_token_id": 0, "position_embedding_type": "absolute",
         "torch_dtype": dtype, "transformers_version": "4.39.1", "type_vocab_size": 2, "use_cache": True,
         "vocab_size": vocab,
-    })
+    }, "Bert", labels))
     if sentence_transformers:
         write_sentence_transformers(path, hidden, pooling, query_prefix, max_seq_length)
     return path

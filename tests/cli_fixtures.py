@@ -199,6 +199,16 @@ def env_for(tmp: Path) -> dict[str, str]:
             "HHG_CONFIG_DIR": str(tmp / "hhg-config"), "NO_COLOR": "1", "PYTHONWARNINGS": "ignore"}
 
 
+def worker_env(tmp: Path, delay: float = 0.1, batch: int = 8) -> dict[str, str]:
+    """`env_for` with the background worker on and the `stub-...` models of tests/stub_site loadable in
+    every process: a stub that sleeps `delay` seconds per text and logs to `tmp/stub.log`, `batch`
+    windows per embedding batch."""
+    tests = Path(__file__).resolve().parent
+    return {**env_for(tmp), "HHG_BACKGROUND": "1", "HHG_STUB_DELAY": str(delay), "HHG_STUB_BATCH": str(batch),
+            "HHG_STUB_LOG": str(tmp / "stub.log"),
+            "PYTHONPATH": os.pathsep.join([str(SOURCE_ROOT), str(tests / "stub_site"), str(tests)])}
+
+
 def run_hhg(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*HHG, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 

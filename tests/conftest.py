@@ -1,5 +1,8 @@
 """Shared test set-up. MLX must be imported through hhg_mlx.mlx_runtime (it preloads OpenBLAS).
 
+Builds embed in the foreground (HHG_BACKGROUND=0, inherited by the CLI tests' processes), so no test
+leaves a background worker behind by accident; the tests of the worker turn it on and stop theirs.
+
 Before any test module imports the hub library: no network, and every per-user location (hhg config,
 caches, the Hugging Face cache) in a throw-away folder, so no test reads or writes the user's real ones
 (a real cached default model would otherwise change what `Index.build(model=None)` does)."""
@@ -13,6 +16,7 @@ _HOME = Path(tempfile.mkdtemp(prefix="hhg-tests-home-"))
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HHG_BACKGROUND"] = "0"
 os.environ.update({
     "HHG_CONFIG_DIR": str(_HOME / "config" / "hhg"),
     "XDG_CONFIG_HOME": str(_HOME / "config"),

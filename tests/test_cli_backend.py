@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine_fixtures import StubEncoder, write_files
+from fallback.cpu_features import cpu_features
 from hhg_mlx.cli import main
 from hhg_mlx.errors import UnsupportedModel
 from hhg_mlx.index import index as index_module
@@ -88,6 +89,8 @@ def test_fp32_build_embeds_documents_and_queries_in_fp32(repo, capsys):
 def test_default_build_on_the_cpu_is_int8(repo, capsys):
     if not cpu_only_linux():
         pytest.skip("auto picks MLX or CUDA on this machine")
+    if cpu_features().int8_kernel is None:
+        pytest.skip("no int8 kernel on this CPU: auto takes fp32 (test_onnx_int8.py)")
     assert main(["build", str(repo), "--model", MINILM, "-q"]) == 0
     status = status_of(repo, capsys)
     assert status["backend"] == "onnx (int8)" and status["vectors"] == status["blocks"]
@@ -169,11 +172,14 @@ def test_model_info_shows_the_backend_for_every_model(capsys):
         expected = {"minilm": "mlx (fp32)"}
     else:
         from fallback.onnx_encoder import cuda_usable
-        expected = {"minilm": "onnx-cuda (fp16)" if cuda_usable() else "onnx (int8)"}
+        cpu = "int8" if cpu_features().int8_kernel else "fp32"
+        expected = {"minilm": "onnx-cuda (fp16)" if cuda_usable() else f"onnx ({cpu})"}
     expected["qwen3-0.6b"] = "mlx (fp32)"                 # no ONNX export for Qwen
     for model, backend in expected.items():
         assert main(["model", "info", model]) == 0
-        assert f"\nbackend: {backend}\n" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"\nbackend: {backend}\n" in out
+        assert f"\ncpu: {cpu_features().summary()}\nint8 path: {cpu_features().int8_path()}\n" in out
 
 
 # -- licences of opt-in models, whatever name or folder they are given by ---------------------------

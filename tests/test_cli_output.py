@@ -9,6 +9,7 @@ import time
 import pytest
 
 from hhg_mlx import cli
+from hhg_mlx.index.worker import EmbeddingStatus
 from hhg_mlx.output import (PathStyle, format_files, format_hit, format_hits, format_json, format_status,
                             query_pattern, snippet, use_color)
 from hhg_mlx.progress import ProgressBar
@@ -210,6 +211,23 @@ def test_format_status():
                           "built_at": built, "skipped": {"binary": 2, "too-large": 1}})
     assert text.splitlines() == ["root: /r", "files: 1,234", "blocks: 5", "model: -", "size bytes: 3.0 MiB",
                                  "built at: 2026-01-02 03:04:05", "skipped: binary 2, too-large 1"]
+
+
+@pytest.mark.parametrize("embedding, line", [
+    (EmbeddingStatus("running", 4242, 12345, 47198, 17.71, 2263.4, 1985.0, None),
+     "embedding: running (pid 4242): 12,345 of 47,198 blocks (26%), 17.7 texts/s, 2,263 tokens/s, ETA 33:05"),
+    (EmbeddingStatus("running", 4242, 0, 47198, None, None, None, None),
+     "embedding: running (pid 4242): 0 of 47,198 blocks (0%), measuring the rate"),
+    (EmbeddingStatus("stopped", None, 47197, 47198, None, None, None, None),
+     "embedding: stopped: 47,197 of 47,198 blocks (99%); `hhg build` resumes it"),
+    (EmbeddingStatus("failed", None, 3, 10, None, None, None, "out of memory"),
+     "embedding: failed: out of memory; 3 of 10 blocks (30%)"),
+    (EmbeddingStatus("done", None, 10, 10, None, None, None, None), "embedding: done: 10 of 10 blocks (100%)"),
+    (EmbeddingStatus("none", None, 0, 0, None, None, None, None), "embedding: none (keyword only)"),
+])
+def test_format_status_describes_the_embedding_phase(embedding, line):
+    text = format_status({"blocks": 5, "embedding": embedding.to_json()}, embedding)
+    assert text.splitlines() == ["blocks: 5", line]
 
 
 # --- progress -----------------------------------------------------------------------------

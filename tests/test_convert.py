@@ -123,6 +123,43 @@ def test_onnx_int8_file_in_converted_folder(tmp_path, minilm, minilm_vectors):
     assert np.concatenate([cosines(docs, minilm_vectors[0]), cosines(queries, minilm_vectors[1])]).min() >= 0.99
 
 
+@pytest.mark.parametrize("kind", ["jinabert", "bert"])
+def test_rerankers_convert_with_their_head(tmp_path, kind):
+    """MLX fp16/bf16/8/4-bit and ONNX fp32/int8 reranker folders: fp16 and the ONNX fp32 graph match the
+    float64 reference of the source, the lower precisions keep its ranking of 48 pairs."""
+    from reference import reference_logits
+    from test_rerank_models import pairs_batch, spearman
+
+    from hhg_mlx import load_reranker
+
+    make = make_jinabert if kind == "jinabert" else make_bert
+    options = {"variant": "base-en", "heads": 12} if kind == "jinabert" else {"sentence_transformers": False}
+    src = make(tmp_path / "src", hidden=192, intermediate=384, prefix="bert.", labels=1, seed=4, **options)
+    ids, types, mask = (np.concatenate(parts) for parts in zip(*(pairs_batch(src, left=s % 2 == 1, seed=s)
+                                                                   for s in range(8))))
+    want = reference_logits(src, ids, types, mask)
+    for flags, load, check in [
+        (["--dtype", "float16", "--onnx", "--onnx-int8"], {"backend": "mlx", "dtype": "float16"}, 2e-2),
+        ([], {"backend": "onnx"}, 1e-5),                                  # from "--onnx": model.onnx
+        ([], {"backend": "onnx", "quantize": 8}, 0.95),                   # model.q8.onnx
+        (["--dtype", "bfloat16"], {"backend": "mlx", "dtype": "bfloat16"}, 0.95),
+        (["--quantize", "8"], {"backend": "mlx", "quantize": 8}, 0.95),
+        (["--quantize", "4"], {"backend": "mlx", "quantize": 4}, 0.7),
+    ]:
+        out = tmp_path / ("out-" + "-".join(flags)) if flags else out
+        if flags:
+            assert convert(src, out, *flags) == 0
+            manifest = json.loads((out / "hhg.json").read_text())
+            assert (manifest["kind"], manifest["pooling"]) == ("reranker", "cls")
+        reranker = load_reranker(str(out), **load)
+        got = reranker.score_ids(ids, types, mask)
+        if check < 0.5:
+            np.testing.assert_allclose(got, want, atol=check)
+        else:
+            assert spearman(got, want) >= check and np.abs(got - want).max() > 1e-4
+    assert not (tmp_path / "out---dtype-float16---onnx---onnx-int8" / "hhg-onnx").exists()   # shipped files used
+
+
 # ---------------------------------------------------------------- errors
 
 

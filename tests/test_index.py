@@ -9,6 +9,7 @@ from engine_fixtures import StubEncoder, contents, make_repo, write_files
 from hhg_mlx.errors import (IndexCorrupt, IndexLocked, IndexNotFound, LicenseNotAccepted, ModelUnavailable,
                             SchemaMismatch, UnsupportedModel)
 from hhg_mlx.index import build as build_module
+from hhg_mlx.index import embed as embed_module
 from hhg_mlx.index import index as index_module
 from hhg_mlx.index.index import Index, clean, find_indexes
 from hhg_mlx.index.store import SCHEMA_VERSION, BuildLock, db_path
@@ -208,7 +209,7 @@ def test_interrupted_build_resumes_without_redoing_committed_files(repo, tmp_pat
 
 
 def test_interrupted_embedding_resumes(repo, monkeypatch):
-    monkeypatch.setattr(build_module, "EMBED_BATCH", 4)
+    monkeypatch.setattr(embed_module, "EMBED_BATCH", 4)
     enc = StubEncoder()
 
     def interrupt(stage, done, total):

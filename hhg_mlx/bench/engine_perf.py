@@ -75,11 +75,16 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Comple
     return time.perf_counter() - start, proc
 
 
+def add_django_arguments(ap: argparse.ArgumentParser, kept: str = "the Django sdist") -> None:
+    """--cache (where `kept` is kept) and --django (the version)."""
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                    / "hhg-bench", help=f"where {kept} is kept (default: ~/.cache/hhg-bench)")
+    ap.add_argument("--django", default="5.2.8", help="Django version (default 5.2.8)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                    / "hhg-bench", help="where the Django sdist is kept (default: ~/.cache/hhg-bench)")
-    ap.add_argument("--django", default="5.2.8", help="Django version (default 5.2.8)")
+    add_django_arguments(ap)
     ap.add_argument("--runs", type=int, default=10, help="new processes for the cold search median")
     args = ap.parse_args()
 

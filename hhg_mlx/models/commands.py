@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_list() -> str:
-    """A table of the registry; `*` marks the default model."""
-    header = ("", "ID", "ARCH", "DIM", "LICENCE", "COMMERCIAL", "INSTALLED")
+    """A table of the registry; `*` marks the default embedding model and the default reranker."""
+    header = ("", "ID", "KIND", "ARCH", "DIM", "SIZE", "LICENCE", "COMMERCIAL", "INSTALLED")
+    defaults = (registry.DEFAULT_MODEL, registry.DEFAULT_RERANKER)
     rows = [header] + [
-        ("*" if info.id == registry.DEFAULT_MODEL else "", info.id, info.architecture, str(info.dim), info.license,
-         _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""), _yes(is_installed(info.id)))
+        ("*" if info.id in defaults else "", info.id, info.kind, info.architecture, str(info.dim or "-"),
+         info.size or "-", info.license, _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""),
+         _yes(is_installed(info.id)))
         for info in registry.REGISTRY.values()
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -43,12 +45,12 @@ def format_list() -> str:
 
 def format_info(model: str) -> str:
     """Registry fields (when known), install location, the backend and precision `auto` picks on
-    this machine, and MLX's BLAS."""
+    this machine, the CPU features behind its int8 choice, and MLX's BLAS."""
     info = registry.get(model)
     lines = []
     if info is not None:
         lines += [f"{f.name}: {_show(getattr(info, f.name))}" for f in fields(info)]
-        if info.id == registry.DEFAULT_MODEL:
+        if info.id in (registry.DEFAULT_MODEL, registry.DEFAULT_RERANKER):
             lines.append("default: yes")
     installed = is_installed(model)
     lines.append(f"installed: {_yes(installed)}")
@@ -59,8 +61,19 @@ def format_info(model: str) -> str:
         lines.append(f"backend: {choose_encoder(model)}")
     else:
         lines.append(f"{model} is not in the registry (see `hhg model list`)")
+    lines += _cpu_lines()
     lines.append(_blas_note())
     return "\n".join(lines)
+
+
+def _cpu_lines() -> list[str]:
+    """The CPU features that decide the int8 path, and that path (what `auto` bases int8 on)."""
+    try:
+        from fallback.cpu_features import cpu_features
+    except ImportError:
+        return []
+    features = cpu_features()
+    return [f"cpu: {features.summary()}", f"int8 path: {features.int8_path()}"]
 
 
 def _blas_note() -> str:

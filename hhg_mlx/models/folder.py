@@ -14,6 +14,7 @@ Documents are truncated at `DEFAULT_MAX_LENGTH` tokens unless a shorter limit or
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,11 +100,18 @@ def architecture_from_config(config: dict) -> str | None:
     model_type = config.get("model_type")
     if model_type in ("qwen2", "qwen3"):
         return model_type
-    if config.get("position_embedding_type") == "alibi" or "jina-bert" in json.dumps(config.get("auto_map", {})):
+    jina = "jina-bert" in json.dumps(config.get("auto_map", {})) or any(
+        str(name).startswith("JinaBert") for name in config.get("architectures") or ())
+    if config.get("position_embedding_type") == "alibi" or jina:
         return "jinabert"
     if model_type == "bert":
         return "bert"
     return None
+
+
+def is_cross_encoder(config: Mapping[str, Any]) -> bool:
+    """config.json names a `*ForSequenceClassification` architecture: a cross-encoder reranker."""
+    return any(str(name).endswith("ForSequenceClassification") for name in config.get("architectures") or ())
 
 
 def model_architecture(settings: FolderSettings, info: ModelInfo | None) -> str:
@@ -156,7 +164,8 @@ def _spec(s: FolderSettings, model_id: str, info: ModelInfo | None, dim: int | N
     limit = limit or DEFAULT_MAX_LENGTH
     return EncoderSpec(
         model_id=s.model_id or (info.id if info else model_id),
-        pooling=s.pooling or (info.pooling if info else None) or config.get("emb_pooler") or "mean",
+        pooling=s.pooling or (info.pooling if info else None)
+        or ("cls" if is_cross_encoder(config) else config.get("emb_pooler")) or "mean",   # cross-encoder: its pooler's
         hidden_size=config["hidden_size"],
         max_length=min(limit, max_length or DEFAULT_MAX_LENGTH),
         query_prefix=_first(s.query_prefix, info.query_prefix if info else None) or "",

@@ -33,6 +33,11 @@ def resolve_model(model: str, *, download: bool) -> Path:
     return _download(model, repo)
 
 
+def is_repo_id(name: str) -> bool:
+    """`name` has the form of a Hugging Face repo id (org/name)."""
+    return bool(_REPO_ID.match(name))
+
+
 def is_installed(model: str) -> bool:
     """A local model folder, or a complete copy in the Hugging Face cache. Never touches the network."""
     try:
@@ -59,7 +64,7 @@ def _repo_for(model: str) -> str:
     info = registry.get(model)
     if info is not None:
         return info.repo
-    if _REPO_ID.match(model):
+    if is_repo_id(model):
         return model
     raise ModelUnavailable(f"unknown model {model!r}: not a registry id (see `hhg model list`), "
                            "a Hugging Face repo id (org/name) or a model folder")

@@ -59,9 +59,9 @@ class Embeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(args.type_vocab_size, args.hidden_size)
         self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
 
-    def __call__(self, input_ids: mx.array) -> mx.array:
-        # every token has token type 0; no position table (ALiBi)
-        return self.LayerNorm(self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0])
+    def __call__(self, input_ids: mx.array, token_type_ids: mx.array | None = None) -> mx.array:
+        # no position table (ALiBi); token type 0 unless a cross-encoder pair gives the types
+        return self.LayerNorm(self.word_embeddings(input_ids) + bert.token_types(self.token_type_embeddings, token_type_ids))
 
 
 class GatedMLP(nn.Module):
@@ -118,9 +118,9 @@ class Model(nn.Module):
         self.embeddings = Embeddings(args)
         self.encoder = Encoder([Layer(args) for _ in range(args.num_hidden_layers)])
 
-    def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None) -> mx.array:
         """Last hidden states (B, S, H) for right- or left-padded ids."""
-        x = self.embeddings(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
         return self.encoder(x, attention_bias(attention_mask, self.args.num_attention_heads, x.dtype))
 
     sanitize = staticmethod(bert.sanitize)

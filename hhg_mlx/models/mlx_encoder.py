@@ -1,15 +1,17 @@
-"""The MLX backend for encoder-only models (JinaBERT, BERT): load a folder, run; pooling is the
-shared numpy `encoder.pool`, as for every backend."""
+"""The MLX backend for encoder-only models (JinaBERT, BERT) and their cross-encoder rerankers: load
+a folder, run; pooling is the shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from ..cross_encoder import PairScorer, check_one_logit
 from ..encoder import EncoderSpec, TextEncoder, pool
 from ..errors import ModelUnavailable, UnsupportedModel
 from ..mlx_runtime import mx, nn
-from . import bert, jinabert
+from . import bert, cross_encoder, jinabert
+from .folder import is_cross_encoder
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 QUANT_BITS = (8, 4)
@@ -28,6 +30,18 @@ class MLXEncoder(TextEncoder):
         return pool(np.array(hidden.astype(mx.float32)), attention_mask, self.spec.pooling)
 
 
+class MLXReranker(PairScorer):
+    backend = "mlx"
+
+    def __init__(self, model: nn.Module, tokenizer, spec: EncoderSpec, **options) -> None:
+        super().__init__(tokenizer, spec, **options)
+        self.model = model
+
+    def _forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        as_mx = (mx.array(a.astype(np.int32)) for a in (input_ids, attention_mask, token_type_ids))
+        return np.array(self.model(*as_mx).astype(mx.float32))
+
+
 def load_weights(folder: Path) -> dict[str, mx.array]:
     files = sorted(Path(folder).glob("model*.safetensors"))
     if not files:
@@ -39,14 +53,20 @@ def load_weights(folder: Path) -> dict[str, mx.array]:
 
 
 def build_model(architecture: str, config: dict, weights: dict[str, mx.array]) -> nn.Module:
-    """The network for `architecture` with its checkpoint weights loaded (in the file's dtype)."""
+    """The network for `architecture` with its checkpoint weights loaded (in the file's dtype): the
+    encoder, or for a cross-encoder config (`*ForSequenceClassification`) the encoder with its
+    pooler and one-logit classifier."""
     if architecture == "jinabert":
         args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weights)})
         model: nn.Module = jinabert.Model(args)
     elif architecture == "bert":
-        model = bert.Model(bert.ModelArgs.from_dict(config))
+        args = bert.ModelArgs.from_dict(config)
+        model = bert.Model(args)
     else:
         raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
+    if is_cross_encoder(config):
+        check_one_logit(weights, config)
+        model = cross_encoder.Model(model, args.hidden_size)
     weights = model.sanitize(weights)
     stored = config.get("quantization")
     if stored:       # converted, already-quantised folder (mlx-lm's `quantization` config field)
@@ -82,10 +102,10 @@ def keep_or_dequantize(model: nn.Module, stored_bits: int | None, dtype: str, qu
         dequantize_model(model)
 
 
-def load_mlx_encoder(folder: Path, spec: EncoderSpec, architecture: str, config: dict, tokenizer,
-                     dtype: str = "float32", quantize_bits: int | None = None) -> MLXEncoder:
-    """An `MLXEncoder` computing in `dtype`, optionally with `quantize_bits` weight quantisation;
-    a quantised folder is kept quantised or dequantised by `keep_or_dequantize`."""
+def load_mlx_model(folder: Path, architecture: str, config: dict, dtype: str = "float32",
+                   quantize_bits: int | None = None) -> nn.Module:
+    """`build_model` for a folder, computing in `dtype`, optionally with `quantize_bits` weight
+    quantisation; a quantised folder is kept quantised or dequantised by `keep_or_dequantize`."""
     if dtype not in DTYPES:
         raise UnsupportedModel(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     model = build_model(architecture, config, load_weights(folder))
@@ -96,4 +116,16 @@ def load_mlx_encoder(folder: Path, spec: EncoderSpec, architecture: str, config:
     keep_or_dequantize(model, stored, dtype, quantize_bits, folder)
     model.eval()
     mx.eval(model.parameters())
-    return MLXEncoder(model, tokenizer, spec)
+    return model
+
+
+def load_mlx_encoder(folder: Path, spec: EncoderSpec, architecture: str, config: dict, tokenizer,
+                     dtype: str = "float32", quantize_bits: int | None = None) -> MLXEncoder:
+    """An `MLXEncoder` for the folder's encoder (`load_mlx_model`)."""
+    return MLXEncoder(load_mlx_model(folder, architecture, config, dtype, quantize_bits), tokenizer, spec)
+
+
+def load_mlx_reranker(folder: Path, spec: EncoderSpec, architecture: str, config: dict, tokenizer,
+                      dtype: str = "float32", quantize_bits: int | None = None) -> MLXReranker:
+    """An `MLXReranker` for the folder's cross-encoder (`load_mlx_model`)."""
+    return MLXReranker(load_mlx_model(folder, architecture, config, dtype, quantize_bits), tokenizer, spec)
