@@ -45,7 +45,8 @@ PRIORS = ("definition", "class", "noise_path", "prose", "declaration")
 # File-level evidence raises each file's lead block (its best keyword score), never the file's other blocks,
 # so a file that answers in several places leads while its second block keeps its own rank (`file_factors`):
 # support from the file's other blocks (their scores, the j-th weighted FILE_DECAY**j, over the lead's)
-# to the power FILE_SUPPORT, and 1 + FILE_NAME per query word that names the file ("config" ~ config.lua).
+# to the power FILE_SUPPORT, and 1 + FILE_NAME when a query word names the file ("config" ~ config.lua; once,
+# however many words do: "cache capacity, 0 disables caching" must not lift every block of cache.rs twice).
 FILE_DECAY = 0.8
 FILE_BLOCKS = 10
 FILE_SUPPORT = 0.35
@@ -353,12 +354,12 @@ def file_factors(scored: list[Ranked], words: list[str]) -> None:
         lead = min(items, key=lambda item: (-item.keyword, item.id))
         evidence = sorted((item.keyword for item in items), reverse=True)[:FILE_BLOCKS]
         support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence)) / evidence[0] if evidence[0] > 0 else 1.0
-        named = file_name_matches(path, words)
+        named = file_name_matches(path, words) > 0
         factors = {}
         if support > 1.0:
             factors["file_support"] = support ** FILE_SUPPORT
         if named:
-            factors["file_name"] = 1.0 + FILE_NAME * named
+            factors["file_name"] = 1.0 + FILE_NAME
         for key, factor in factors.items():
             lead.keyword *= factor
             lead.score *= factor

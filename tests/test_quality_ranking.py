@@ -99,6 +99,9 @@ def test_file_named_by_the_query_rises(idx):
     named, other = by_file(hits)["src/templating.py"], by_file(hits)["src/views.py"]
     assert hits[0] is named and named.explain["boosts"]["file_name"] == 1.0 + FILE_NAME
     assert other.explain["bm25"] > named.explain["bm25"]      # the words alone favour views.py
+    twice = by_file(idx.search("templating template rendering", k=10, mode="keyword"))["src/templating.py"]
+    assert file_name_matches("src/templating.py", ["templating", "template"]) == 2
+    assert twice.explain["boosts"]["file_name"] == 1.0 + FILE_NAME      # once, however many words name the file
 
 
 def test_file_support_raises_only_the_lead_block(idx):
