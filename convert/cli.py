@@ -1,26 +1,35 @@
-"""`hhg convert SRC OUT`: a Hugging Face checkpoint → a self-describing hhg model folder
-(layout in `convert/__init__.py`). Progress goes to stderr, the summary to stdout."""
+"""`hhg convert SRC OUT`: a Hugging Face checkpoint or a GGUF file → a self-describing hhg model
+folder (layout in `convert/__init__.py`). Progress goes to stderr, the summary to stdout."""
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import importlib
 import json
-import shutil
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from hhg_mlx.errors import HhgError, UnsupportedModel
+from hhg_mlx.loader import ONNX_ARCHITECTURES
+from hhg_mlx.models.hub import is_gguf_file
+
+from .weights import file_sha256
+
+if TYPE_CHECKING:
+    from hhg_mlx.models.registry import ModelInfo
 
 # architecture -> (module, function) writing the MLX weights; each returns the same summary dict
 CONVERTERS = {
     "jinabert": ("convert.mlx", "convert_encoder"),
     "bert": ("convert.mlx", "convert_encoder"),
+    "nomic_bert": ("convert.mlx", "convert_encoder"),
     "qwen2": ("convert.qwen", "convert_qwen"),
     "qwen3": ("convert.qwen", "convert_qwen"),
 }
-ONNX_ARCHITECTURES = ("jinabert", "bert")
 ONNX_FLAGS = (("onnx", "fp32"), ("onnx_int8", "int8"), ("onnx_fp16", "fp16"))
 HHG_FORMAT = 1
 
@@ -28,6 +37,9 @@ EPILOG = """\
 examples:
   hhg convert jina-code-v2 ~/models/jina-code-f16 --dtype float16 --onnx-int8
   hhg convert ./all-MiniLM-L6-v2 ./minilm-4bit --quantize 4
+  hhg convert coderank ~/models/coderank --onnx-int8
+  hhg convert ~/Downloads/nomic-embed-text-v1.5.Q8_0.gguf ~/models/nomic --onnx-int8
+  hhg convert model.Q4_K_M.gguf ./my-embedder --pooling mean
   hhg convert jina-reranker-tiny ~/models/reranker-int8 --onnx-int8
   hhg build --model ~/models/jina-code-f16
   hhg --rerank ~/models/reranker-int8 "where are uploads retried\""""
@@ -36,16 +48,21 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("src", metavar="SRC", help="registry id, Hugging Face repo id or local Hugging Face folder")
+    parser.add_argument("src", metavar="SRC",
+                        help="registry id, Hugging Face repo id, local Hugging Face folder or GGUF file (.gguf)")
     parser.add_argument("out", metavar="OUT", help="folder to create")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                        help="MLX weight dtype (default: float32 for JinaBERT/BERT, bfloat16 for Qwen)")
+                        help="MLX weight dtype (default: float32 for JinaBERT/BERT/NomicBERT, bfloat16 for Qwen)")
     parser.add_argument("--quantize", type=int, choices=(8, 4), help="quantise the MLX weights to 8 or 4 bits")
     parser.add_argument("--group-size", type=int, default=64, choices=(32, 64, 128), metavar="N",
                         help="weights per quantisation scale: 32, 64 (default) or 128, the sizes MLX supports")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (fp32, ONNX Runtime CPU)")
     parser.add_argument("--onnx-int8", action="store_true", help="also write model.q8.onnx (int8, ONNX Runtime CPU)")
     parser.add_argument("--onnx-fp16", action="store_true", help="also write model.fp16.onnx (float16, CUDA)")
+    parser.add_argument("--pooling", choices=("mean", "cls", "last"),
+                        help="GGUF only: the pooling, when the file does not say and names no known model")
+    parser.add_argument("--model-id", metavar="ID",
+                        help="GGUF only: the registry model the file holds (its prompts, pooling and licence)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it is a model folder already")
     parser.add_argument("--accept-license", action="store_true",
                         help="accept the model's licence (needed once for opt-in models, as for `hhg build`)")
@@ -53,54 +70,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hhg_mlx.models.folder import model_architecture, read_settings, registry_info
-    from hhg_mlx.models.hub import resolve_model
-
     def step(message: str) -> None:
         if not args.quiet:
             print(f"hhg convert: {message}", file=sys.stderr, flush=True)
 
     out = Path(args.out).expanduser()
     _check_out(out, args.force)
+    out.parent.mkdir(parents=True, exist_ok=True)
     step(f"reading {args.src}")
-    info = registry_info(args.src)
-    _accept_license(info, args.accept_license)          # before downloading anything
-    src = resolve_model(args.src, download=True)
+    with contextlib.ExitStack() as stack:
+        if is_gguf_file(args.src):
+            src, info, source = _unpack_gguf(args, out, stack, step)
+        elif args.pooling or args.model_id:
+            raise HhgError("--pooling and --model-id apply to GGUF files only")
+        else:
+            src, info, source = _hf_source(args.src, out, args.accept_license)
+        precisions = [precision for flag, precision in ONNX_FLAGS if getattr(args, flag)]
+        architecture, summary, onnx_files = write_model(
+            src, out, given=args.src, info=info, source=source, dtype=args.dtype, quantize=args.quantize,
+            group_size=args.group_size, precisions=precisions, step=step)
+    print(_summary(out, architecture, summary, onnx_files))
+    return 0
+
+
+def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | None, dict]:
+    """A registry id, Hugging Face repo id or local folder: the folder (downloaded if need be), its
+    registry entry and its source record (repo, revision, sha256 of the weights)."""
+    from hhg_mlx.models.folder import registry_info
+    from hhg_mlx.models.hub import resolve_model
+
+    info = registry_info(given)
+    _accept_license(info, accept)                       # before downloading anything
+    src = resolve_model(given, download=True)
     if out.resolve() == src:
         raise HhgError("OUT must differ from SRC")
-    settings = read_settings(src)
     if info is None:                                    # a downloaded converted folder names its source
         info = registry_info(src)
-        _accept_license(info, args.accept_license)
+        _accept_license(info, accept)
+    return src, info, {
+        "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
+        "revision": src.name if src.parent.name == "snapshots" else None,
+        "sha256": {p.name: file_sha256(p) for p in sorted(src.glob("model*.safetensors"))},
+    }
+
+
+def _unpack_gguf(args: argparse.Namespace, out: Path, stack: contextlib.ExitStack,
+                 step: Callable[[str], None]) -> tuple[Path, ModelInfo | None, dict]:
+    """A GGUF file, unpacked into a temporary Hugging Face folder next to OUT (removed afterwards)."""
+    from .from_gguf import identify, unpack
+
+    gguf, info = identify(args.src, args.model_id)
+    _accept_license(info, args.accept_license)
+    src = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.gguf-")))
+    step(f"dequantising {gguf.quantization()} {gguf.architecture} weights")
+    return src, info, unpack(gguf, info, src, pooling=args.pooling, model_id=args.model_id)
+
+
+def write_model(src: Path, out: Path, *, given: str, info: ModelInfo | None, source: dict,
+                dtype: str | None = None, quantize: int | None = None, group_size: int = 64,
+                precisions: Sequence[str] = (), step: Callable[[str], None] = lambda message: None,
+                ) -> tuple[str, dict, dict[str, str]]:
+    """Convert the Hugging Face folder `src` into the hhg model folder `out` (replacing it), through
+    a staging folder so that nothing half-made is ever left; return (architecture, converter
+    summary, ONNX files written)."""
+    from hhg_mlx.models.folder import model_architecture, read_settings
+
+    settings = read_settings(src)
     architecture = model_architecture(settings, info)
     if architecture not in CONVERTERS:
         raise UnsupportedModel(f"cannot convert {architecture} models (supported: {', '.join(CONVERTERS)})")
     if settings.config.get("quantization"):
-        raise UnsupportedModel(f"{args.src} is quantised already; convert the original model")
-    precisions = [precision for flag, precision in ONNX_FLAGS if getattr(args, flag)]
+        raise UnsupportedModel(f"{given} is quantised already; convert the original model")
     if precisions and architecture not in ONNX_ARCHITECTURES:
         raise UnsupportedModel(f"ONNX export supports {', '.join(ONNX_ARCHITECTURES)} models, not {architecture}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.converting-{os.getpid()}"
     staging.mkdir()
     try:
         module, function = CONVERTERS[architecture]
-        options = {"quantize": args.quantize, "group_size": args.group_size}
-        if args.dtype:
-            options["dtype"] = args.dtype
-        step(f"writing MLX weights ({_describe(args.dtype or 'default dtype', args.quantize, args.group_size)})")
+        options = {"quantize": quantize, "group_size": group_size}
+        if dtype:
+            options["dtype"] = dtype
+        step(f"writing MLX weights ({_describe(dtype or 'default dtype', quantize, group_size)})")
         summary = getattr(importlib.import_module(module), function)(src, staging, **options)
         onnx_files = _export_onnx(src, staging, precisions, step)
-        _write_hhg_json(staging, args.src, src, info, settings, architecture, summary, onnx_files)
+        _write_hhg_json(staging, given, src, info, settings, architecture, summary, onnx_files, source)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    print(_summary(out, architecture, summary, onnx_files))
-    return 0
+    return architecture, summary, onnx_files
 
 
 def _accept_license(info, accept: bool) -> None:
@@ -131,7 +192,7 @@ def _export_onnx(src: Path, out: Path, precisions: list[str], step) -> dict[str,
 
 
 def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architecture: str, summary: dict,
-                    onnx_files: dict[str, str]) -> None:
+                    onnx_files: dict[str, str], source: dict) -> None:
     from hhg_mlx.models.folder import is_cross_encoder
 
     manifest: dict = {"format": HHG_FORMAT, "architecture": architecture, "variant": None,
@@ -143,11 +204,11 @@ def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architectu
         # Matryoshka dims travel with the folder, so that converting it again (a local path) keeps them
         "dim": settings.dim,
         "matryoshka_dims": list(settings.matryoshka_dims or (info.matryoshka_dims if info else ())),
+        "matryoshka_layer_norm": bool(settings.matryoshka_layer_norm
+                                      or (info.matryoshka_layer_norm if info else False)),
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
-        "source": {"model": given, "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
-                   "revision": src.name if src.parent.name == "snapshots" else None,
-                   "sha256": {p.name: _sha256(p) for p in sorted(src.glob("model*.safetensors"))}},
+        "source": {"model": given, **source},
         "onnx": onnx_files,
     })
     (out / "hhg.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -168,14 +229,6 @@ def _encoder_settings(given: str, src: Path, info, architecture: str, settings) 
     return {"variant": variant, "pooling": spec.pooling,
             "query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix,
             "max_length": spec.max_length}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _describe(dtype: str, bits: int | None, group_size: int) -> str:

@@ -1,4 +1,4 @@
-"""`hhg convert` for the encoder-only models (JinaBERT, BERT): MLX safetensors in float32,
+"""`hhg convert` for the encoder-only models (JinaBERT, BERT, NomicBERT): MLX safetensors in float32,
 float16 or bfloat16, or 8/4-bit quantised, built with the same model classes the MLX backend runs."""
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hhg_mlx.errors import ModelUnavailable
-from hhg_mlx.models.folder import is_cross_encoder, read_settings
+from hhg_mlx.models.folder import is_cross_encoder, read_settings, snapshot_repo
 
 from .weights import load_encoder_weights, weight_files
 
@@ -22,7 +22,7 @@ PRECISIONS = ("fp32", "int8", "fp16")
 # The int8 file is named after its scheme: folders converted before it (`model.int8.onnx`, per-batch
 # dynamic quantisation) are not read for int8 any more; their weights are exported again instead.
 FILENAMES = {"fp32": "model.onnx", "int8": "model.q8.onnx", "fp16": "model.fp16.onnx"}
-GRAPH_VERSION = 3        # bump when the exported graph changes: invalidates cached exports
+GRAPH_VERSION = 4        # bump when the exported graph changes: invalidates cached exports
 CACHE_SUBDIR = "hhg-onnx"
 
 
@@ -39,8 +39,8 @@ def export(folder: Path, out: Path, precision: str) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         staged = Path(tmp) / out.name
         if precision == "int8":
-            from .onnx_int8 import quantize_int8
-            model = quantize_int8(model)
+            from .onnx_int8 import quantize_matmuls
+            model = quantize_matmuls(model)
         save_model(model, staged)
         for produced in Path(tmp).iterdir():     # the model and, for > 2 GB graphs, its .data file
             os.replace(produced, out.parent / produced.name)
@@ -48,8 +48,9 @@ def export(folder: Path, out: Path, precision: str) -> Path:
 
 
 def source_key(folder: Path) -> str:
-    """Identifies the weights an export came from (path, size and mtime of each file) and the graph version."""
-    parts = [f"graph={GRAPH_VERSION}"]
+    """Identifies the weights an export came from (path, size and mtime of each file), the config.json
+    it was built with (the graph depends on it: sizes, epsilon, rotary base) and the graph version."""
+    parts = [f"graph={GRAPH_VERSION}", hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()]
     for path in weight_files(folder):
         stat = path.stat()
         parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -59,8 +60,7 @@ def source_key(folder: Path) -> str:
 def cache_dir(folder: Path) -> Path:
     """Where exports of `folder` live: next to the weights when the folder is writable and not a
     Hugging Face cache snapshot (the hub library manages those), else in the user cache."""
-    hub_snapshot = folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--")
-    if os.access(folder, os.W_OK) and not hub_snapshot:
+    if os.access(folder, os.W_OK) and snapshot_repo(folder) is None:
         return folder / CACHE_SUBDIR
     from hhg_mlx.paths import cache_dir
 

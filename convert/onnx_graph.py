@@ -1,5 +1,5 @@
-"""ONNX graphs for the BERT-family encoders and their cross-encoder rerankers, built straight from
-checkpoint weights (no PyTorch).
+"""ONNX graphs for the BERT-family encoders (JinaBERT, BERT, NomicBERT) and their cross-encoder
+rerankers, built straight from checkpoint weights (no PyTorch).
 
 One graph per model, whatever its pooling:
 
@@ -18,10 +18,12 @@ measured on full-size JinaBERT, 32 x 128 tokens, it costs 0.4 ms of a ~6 s batch
 graph output would tie the file to one pooling mode.
 
 Activations flow as a (batch*seq, hidden) matrix, so every projection is one MatMul against a
-constant weight (pre-packed by ONNX Runtime, fused with its bias Add into a Gemm, turned into
-int8 by `quantize_dynamic`). ONNX Runtime's contrib operators do the rest: `MultiHeadAttention`
+constant weight (pre-packed by ONNX Runtime, fused with its bias Add into a Gemm, or made an
+8-bit `MatMulNBits` by `onnx_int8`). ONNX Runtime's contrib operators do the rest: `MultiHeadAttention`
 (key padding mask and, for JinaBERT, the ALiBi bias), `BiasGelu` and `Gelu` (both the exact erf
-GELU); residuals use the standard `LayerNormalization`.
+GELU); residuals use the standard `LayerNormalization`. NomicBERT's rotary positions are standard
+operators on q and k, with cos/sin tables computed at run time for the batch's length (float32,
+like the original; the dynamic NTK base too).
 """
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hhg_mlx.cross_encoder import check_one_logit
 from hhg_mlx.errors import UnsupportedModel
+from hhg_mlx.models import nomic_config
 from hhg_mlx.models.alibi import alibi_slopes
-from hhg_mlx.models.folder import is_cross_encoder
+from hhg_mlx.models.folder import bert_names, is_cross_encoder
 
 OPSET = 17
 MS = "com.microsoft"
@@ -48,19 +51,22 @@ LOGITS = "logits"
 PROTOBUF_LIMIT = 1_900_000_000          # bytes of initializers beyond which weights go to external data
 _ONNX_FLOAT = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16}
 
-# The first-layer weight that identifies each layer family (MODELS.md §1, §1.5, §2).
+# The first-layer weight that identifies each layer family (MODELS.md §1, §1.5, §2, §4).
 VARIANT_KEYS = {
     "qk-post-norm": "encoder.layer.0.mlp.up_gated_layer.weight",      # jina-embeddings-v2-base-code
     "base-en": "encoder.layer.0.mlp.gated_layers.weight",             # jina-embeddings-v2-small/base-en
     "bert": "encoder.layer.0.intermediate.dense.weight",              # MiniLM, bge, arctic-embed
+    "nomic_bert": "encoder.layers.0.attn.Wqkv.weight",                # CodeRankEmbed, nomic-embed-text-v1.5
 }
+ALIBI_VARIANTS = ("qk-post-norm", "base-en")
 
 
 def layer_variant(weights: Mapping[str, np.ndarray]) -> str:
     for variant, key in VARIANT_KEYS.items():
         if key in weights:
             return variant
-    raise UnsupportedModel("ONNX export supports JinaBERT v2 (qk-post-norm, base-en) and BERT checkpoints only")
+    raise UnsupportedModel("ONNX export supports JinaBERT v2 (qk-post-norm, base-en), BERT and NomicBERT "
+                           "checkpoints only")
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,13 @@ class Dims:
 
     @classmethod
     def from_config(cls, config: Mapping) -> "Dims":
+        config = bert_names(dict(config))
         return cls(config["hidden_size"], config["num_attention_heads"], config["num_hidden_layers"],
                    config["intermediate_size"], float(config.get("layer_norm_eps", 1e-12)))
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
 
 
 class _Graph:
@@ -108,8 +119,19 @@ class _Graph:
         """x · W[rows]ᵀ for a checkpoint Linear weight W of shape [out, in]."""
         return self.op("MatMul", x, self.param(f"{key}.weight", rows, transpose=True, name=name))
 
-    def linear(self, x: str, key: str) -> str:
-        return self.op("Add", self.matmul(x, key), self.param(f"{key}.bias"))
+    def linear(self, x: str, key: str, rows: slice = slice(None), part: str | None = None) -> str:
+        """x · W[rows]ᵀ + b[rows], the bias only where the checkpoint has one; `part` names the
+        constants of a row slice (e.g. "q" of a fused qkv weight)."""
+        y = self.matmul(x, key, rows, name=f"{key}.weight.{part}.T" if part else None)
+        if f"{key}.bias" not in self.weights:
+            return y
+        return self.op("Add", y, self.param(f"{key}.bias", rows, name=f"{key}.bias.{part}" if part else None))
+
+    def ints(self, *values: int) -> str:
+        return self.const(np.array(values, np.int64))
+
+    def scalar(self, value: float) -> str:
+        return self.const(np.array(value, np.float32))
 
     def layer_norm(self, x: str, key: str) -> str:
         return self.op("LayerNormalization", x, self.param(f"{key}.weight"), self.param(f"{key}.bias"),
@@ -125,12 +147,31 @@ class _Graph:
 
 
 @dataclass(frozen=True)
+class _Rotary:
+    """Rotary tables for the batch: x·cos + swap_halves(x)·sin_signed is GPT-NeoX's x·cos + (−x₂, x₁)·sin."""
+
+    shape_bshd: str            # [batch, seq, heads, head_dim]
+    cos: str                   # [1, seq, 1, head_dim]: cos of each angle, for both halves
+    sin_signed: str            # [1, seq, 1, head_dim]: −sin for the first half, +sin for the second
+
+
+@dataclass(frozen=True)
 class _Batch:
     """Graph values every layer uses."""
 
     shape_bsh: str             # [batch, seq, hidden], for the attention operator's 3-D inputs
     mask: str                  # int32 [batch, seq] key padding mask
-    attention_bias: str | None  # [1, heads, seq, seq] ALiBi bias, or None
+    attention_bias: str | None = None  # [1, heads, seq, seq] ALiBi bias (JinaBERT)
+    rotary: _Rotary | None = None      # rotary tables (NomicBERT)
+
+
+def _multi_head(g: _Graph, q: str, k: str, v: str, batch: _Batch) -> str:
+    """softmax(q·kᵀ/√d + bias + key padding)·v over the heads, as a [batch*seq, hidden] matrix."""
+    inputs = [g.op("Reshape", t, batch.shape_bsh) for t in (q, k, v)] + ["", batch.mask]
+    if batch.attention_bias:
+        inputs.append(batch.attention_bias)
+    ctx = g.op("MultiHeadAttention", *inputs, domain=MS, num_heads=g.dims.heads)
+    return g.op("Reshape", ctx, g.ints(-1, g.dims.hidden))
 
 
 def _attention(g: _Graph, x: str, p: str, batch: _Batch, qk_norm: bool) -> str:
@@ -139,11 +180,7 @@ def _attention(g: _Graph, x: str, p: str, batch: _Batch, qk_norm: bool) -> str:
     if qk_norm:
         q = g.layer_norm(q, f"{p}attention.self.layer_norm_q")
         k = g.layer_norm(k, f"{p}attention.self.layer_norm_k")
-    inputs = [g.op("Reshape", t, batch.shape_bsh) for t in (q, k, v)] + ["", batch.mask]
-    if batch.attention_bias:
-        inputs.append(batch.attention_bias)
-    ctx = g.op("MultiHeadAttention", *inputs, domain=MS, num_heads=g.dims.heads)
-    return g.op("Reshape", ctx, g.const(np.array([-1, g.dims.hidden], np.int64)))
+    return _multi_head(g, q, k, v, batch)
 
 
 def _attention_block(g: _Graph, x: str, p: str, batch: _Batch, qk_norm: bool = False) -> str:
@@ -181,8 +218,31 @@ def _jina_base_layer(g: _Graph, x: str, p: str, batch: _Batch) -> str:
     return g.add_layer_norm(g.linear(m, f"{p}mlp.wo"), a, f"{p}mlp.layernorm")
 
 
+def _rotate(g: _Graph, x: str, rotary: _Rotary) -> str:
+    """Rotary positions on a [batch*seq, hidden] q or k, returned as [batch, seq, heads, head_dim]."""
+    x = g.op("Reshape", x, rotary.shape_bshd)
+    half, axis = g.dims.head_dim // 2, g.ints(3)
+    first = g.op("Slice", x, g.ints(0), g.ints(half), axis)
+    second = g.op("Slice", x, g.ints(half), g.ints(2 * half), axis)
+    swapped = g.op("Concat", second, first, axis=3)
+    return g.op("Add", g.op("Mul", x, rotary.cos), g.op("Mul", swapped, rotary.sin_signed))
+
+
+def _nomic_layer(g: _Graph, x: str, p: str, batch: _Batch) -> str:
+    """NomicBERT block (MODELS.md §4): q, k, v as three GEMMs on the row blocks of the fused Wqkv, rotary
+    q and k, post-norm, then norm2(h + fc2(fc11(h) * silu(fc12(h))))."""
+    h = g.dims.hidden
+    q, k, v = (g.linear(x, f"{p}attn.Wqkv", slice(i * h, (i + 1) * h), part) for i, part in enumerate("qkv"))
+    q, k = (_rotate(g, t, batch.rotary) for t in (q, k))
+    attended = g.linear(_multi_head(g, q, k, v, batch), f"{p}attn.out_proj")
+    h = g.add_layer_norm(attended, x, f"{p}norm1")
+    gate = g.linear(h, f"{p}mlp.fc12")
+    m = g.op("Mul", g.linear(h, f"{p}mlp.fc11"), g.op("Mul", gate, g.op("Sigmoid", gate)))
+    return g.add_layer_norm(g.linear(m, f"{p}mlp.fc2"), h, f"{p}norm2")
+
+
 _LAYERS: dict[str, Callable[[_Graph, str, str, _Batch], str]] = {
-    "qk-post-norm": _jina_code_layer, "base-en": _jina_base_layer, "bert": _bert_layer}
+    "qk-post-norm": _jina_code_layer, "base-en": _jina_base_layer, "bert": _bert_layer, "nomic_bert": _nomic_layer}
 
 
 def _alibi_bias(g: _Graph, seq: str) -> str:
@@ -195,11 +255,41 @@ def _alibi_bias(g: _Graph, seq: str) -> str:
     return g.op("Mul", distance, g.const(slopes.astype(g.dtype)))
 
 
+def _rotary_tables(g: _Graph, shape: str, seq: str, config: Mapping) -> _Rotary:
+    """cos/sin of position p times frequency i for p = 0..seq-1, computed in float32 at run time; the
+    frequencies are base^(−2i/d), with the dynamic NTK base (`nomic_config.rotary_base`) when the
+    config scales: base · max(1, f·S/T − (f − 1))^(d/(d−2))."""
+    d = g.dims.head_dim
+    exponents = np.arange(0, d, 2, dtype=np.float64) / d
+    factor = nomic_config.field(config, "rotary_scaling_factor")
+    if factor:
+        trained = nomic_config.field(config, "max_trained_positions")
+        length = g.op("Cast", seq, to=TensorProto.FLOAT)
+        ratio = g.op("Max", g.op("Sub", g.op("Mul", length, g.scalar(factor / trained)), g.scalar(factor - 1)),
+                     g.scalar(1))
+        log_base = g.op("Add", g.op("Mul", g.op("Log", ratio), g.scalar(d / (d - 2))),
+                        g.scalar(np.log(nomic_config.field(config, "rotary_emb_base"))))
+        inv_freq = g.op("Exp", g.op("Mul", log_base, g.const(-exponents.astype(np.float32))))
+    else:
+        inv_freq = g.const(nomic_config.inv_freq(config, seq_len=0).astype(np.float32))   # no scaling: any length
+    positions = g.op("Cast", g.op("Range", g.const(np.array(0, np.int64)), seq, g.const(np.array(1, np.int64))),
+                     to=TensorProto.FLOAT)
+    angles = g.op("Mul", g.op("Unsqueeze", positions, g.ints(1)), g.op("Unsqueeze", inv_freq, g.ints(0)))
+    cos, sin = g.op("Cos", angles), g.op("Sin", angles)
+    tables = (g.op("Concat", cos, cos, axis=1), g.op("Concat", g.op("Neg", sin), sin, axis=1))
+    tables = [g.op("Unsqueeze", t, g.ints(0, 2)) for t in tables]
+    if g.dtype != np.float32:
+        tables = [g.op("Cast", t, to=_ONNX_FLOAT[g.dtype]) for t in tables]
+    shape_bshd = g.op("Concat", g.op("Slice", shape, g.ints(0), g.ints(2)), g.ints(g.dims.heads, d), axis=0)
+    return _Rotary(shape_bshd, *tables)
+
+
 def _embeddings(g: _Graph, variant: str, token_types: bool) -> str:
     """LayerNorm(word[ids] + token_type[types] (+ position[pos])) as a [batch*seq, hidden] matrix.
-    Without `token_types` every token has type 0, whose row is folded into the word table."""
+    Without `token_types` every token has type 0, whose row is folded into the word table (NomicBERT
+    may have no token type table)."""
     table = np.asarray(g.weights["embeddings.word_embeddings.weight"], np.float32)
-    if not token_types:
+    if not token_types and "embeddings.token_type_embeddings.weight" in g.weights:
         table = table + np.asarray(g.weights["embeddings.token_type_embeddings.weight"][0], np.float32)
     flat = g.const(np.array([-1], np.int64))
     x = g.op("Gather", g.const(table.astype(g.dtype), "embeddings.word_embeddings.weight"),
@@ -213,7 +303,7 @@ def _embeddings(g: _Graph, variant: str, token_types: bool) -> str:
         positions = g.op("Max", g.op("Sub", counted, g.const(np.array(1, np.int64))), g.const(np.array(0, np.int64)))
         x = g.op("Add", x, g.op("Gather", g.param("embeddings.position_embeddings.weight"),
                                 g.op("Reshape", positions, flat)))
-    return g.layer_norm(x, "embeddings.LayerNorm")
+    return g.layer_norm(x, "emb_ln" if variant == "nomic_bert" else "embeddings.LayerNorm")
 
 
 def _classifier(g: _Graph, x: str, batch: _Batch, shape: str, seq: str) -> str:
@@ -229,6 +319,8 @@ def build_graph(weights: Mapping[str, np.ndarray], config: Mapping, dtype: str =
     """The encoder (or cross-encoder, with its head) as an ONNX model computing in `dtype` ("float32",
     or "float16" for CUDA)."""
     variant = layer_variant(weights)
+    if variant == "nomic_bert":
+        nomic_config.check_supported(config)
     pairs = is_cross_encoder(config)
     if pairs:
         check_one_logit(weights, config)
@@ -237,10 +329,12 @@ def build_graph(weights: Mapping[str, np.ndarray], config: Mapping, dtype: str =
     seq = g.op("Gather", shape, g.const(np.array(1, np.int64)))
     batch = _Batch(shape_bsh=g.op("Concat", shape, g.const(np.array([g.dims.hidden], np.int64)), axis=0),
                    mask=g.op("Cast", "attention_mask", to=TensorProto.INT32),
-                   attention_bias=_alibi_bias(g, seq) if variant != "bert" else None)
+                   attention_bias=_alibi_bias(g, seq) if variant in ALIBI_VARIANTS else None,
+                   rotary=_rotary_tables(g, shape, seq, config) if variant == "nomic_bert" else None)
     x = _embeddings(g, variant, token_types=pairs)
+    layers = "encoder.layers.{}." if variant == "nomic_bert" else "encoder.layer.{}."
     for n in range(g.dims.layers):
-        x = _LAYERS[variant](g, x, f"encoder.layer.{n}.", batch)
+        x = _LAYERS[variant](g, x, layers.format(n), batch)
     out = _classifier(g, x, batch, shape, seq) if pairs else g.op("Reshape", x, batch.shape_bsh)
     if g.dtype != np.float32:
         out = g.op("Cast", out, to=TensorProto.FLOAT)

@@ -1,13 +1,16 @@
-"""Read Hugging Face safetensors checkpoints into numpy without a deep-learning framework.
+"""Read (and write) Hugging Face safetensors checkpoints with numpy, without a deep-learning framework.
 
 NumPy has no bfloat16, so `safetensors.numpy` cannot read BF16 files; this reader widens BF16
 to float32 (exactly: bfloat16 is the top half of a float32) and memory-maps everything else.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import struct
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -62,3 +65,28 @@ def load_encoder_weights(folder: Path, *, head: bool = False) -> dict[str, np.nd
                 continue
             weights[name] = array
     return weights
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[tuple[int, ...], Callable[[], np.ndarray]]]) -> None:
+    """Write float32 tensors one at a time (each given as its shape and a function producing it),
+    so that a model larger than memory's spare room can be written from a memory-mapped source."""
+    header, offset = {}, 0
+    for name, (shape, _) in tensors.items():
+        size = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(head)) + head)
+        for _, produce in tensors.values():
+            fh.write(np.ascontiguousarray(produce(), dtype="<f4").tobytes())
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,5 +1,5 @@
-"""ONNX Runtime encoders for JinaBERT and BERT: CPU fp32/int8 and CUDA fp16, same `TextEncoder`
-interface as the MLX backend. `onnxruntime` is imported only when an encoder is made.
+"""ONNX Runtime encoders for JinaBERT, BERT and NomicBERT: CPU fp32/int8 and CUDA fp16, same
+`TextEncoder` interface as the MLX backend. `onnxruntime` is imported only when an encoder is made.
 
 The graph (see `convert/onnx_graph.py`) returns last hidden states; pooling is the shared numpy
 `pool`, so every backend pools identically.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -109,33 +110,40 @@ class SessionModel:
         self.backend = backend
         self.precision = precision
 
+    def _run(self, **tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The session's output for a batch of [batch, seq] token inputs (`input_ids`, `attention_mask`
+        and, for a cross-encoder, `token_type_ids`) and the attention mask it ran with. An int8 session
+        gets the batch in `int8_layout`, so a text's result does not depend on its batch."""
+        if self.precision == "int8":
+            tokens = int8_layout(tokens, self.spec.pad_token_id)
+        feeds = {name: np.ascontiguousarray(array, dtype=np.int64) for name, array in tokens.items()}
+        (output,) = self.session.run(None, feeds)
+        return output, feeds["attention_mask"]
+
 
 class ONNXEncoder(SessionModel, TextEncoder):
     """A `TextEncoder` whose network is an ONNX Runtime session."""
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        if self.precision == "int8":
-            input_ids, attention_mask = int8_layout(input_ids, attention_mask, self.spec.pad_token_id)
-        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
-        feeds = {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask}
-        (hidden,) = self.session.run(None, feeds)
+        hidden, mask = self._run(input_ids=input_ids, attention_mask=attention_mask)
         return pool(hidden, mask, self.spec.pooling)
 
 
-def int8_layout(input_ids: np.ndarray, attention_mask: np.ndarray, pad_id: int,
-                tile: int = INT8_ROW_TILE) -> tuple[np.ndarray, np.ndarray]:
-    """The batch as the int8 graph gets it: each row's attended tokens first (right padding) and the
-    sequence axis padded with masked tokens to a multiple of `tile`. Both change no exact result
-    (positions count attended tokens, ALiBi sees the same distances) but make a text's rows the same
-    arithmetic whatever its batch: MLAS's int8 kernel works on tiles of rows and sums a leftover
-    row's products in another order, and left padding moves attention's float rounding (1e-7);
-    re-quantising activations in the next layer can turn such 1e-7 differences into 5e-3."""
-    order = np.argsort(np.asarray(attention_mask) == 0, axis=1, kind="stable")
-    input_ids = np.take_along_axis(np.asarray(input_ids), order, axis=1)
-    attention_mask = np.take_along_axis(np.asarray(attention_mask), order, axis=1)
-    extra = -input_ids.shape[1] % tile
-    return (np.pad(input_ids, ((0, 0), (0, extra)), constant_values=pad_id),
-            np.pad(attention_mask, ((0, 0), (0, extra))))
+def int8_layout(tokens: Mapping[str, np.ndarray], pad_id: int, tile: int = INT8_ROW_TILE) -> dict[str, np.ndarray]:
+    """The batch as an int8 graph gets it: in every [batch, seq] input, each row's attended tokens
+    first (right padding), and the sequence axis padded with masked tokens (`pad_id` in `input_ids`,
+    0 elsewhere) to a multiple of `tile`. Both change no exact result (positions count attended
+    tokens, ALiBi sees the same distances, a cross-encoder's head reads the first attended token) but
+    make a text's rows the same arithmetic whatever its batch: MLAS's int8 kernel works on tiles of
+    rows and sums a leftover row's products in another order, and left padding moves attention's
+    float rounding (1e-7); re-quantising activations in the next layer can turn such 1e-7
+    differences into 5e-3."""
+    mask = np.asarray(tokens["attention_mask"])
+    order = np.argsort(mask == 0, axis=1, kind="stable")
+    extra = ((0, 0), (0, -mask.shape[1] % tile))
+    return {name: np.pad(np.take_along_axis(np.asarray(array), order, axis=1), extra,
+                         constant_values=pad_id if name == "input_ids" else 0)
+            for name, array in tokens.items()}
 
 
 def load_session_model(kind: type[SessionModel], folder: Path, spec: EncoderSpec, *, tokenizer=None,

@@ -17,8 +17,7 @@ class ONNXReranker(SessionModel, PairScorer):
     """A `PairScorer` whose network is an ONNX Runtime session."""
 
     def _forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
-        (logits,) = self.session.run(None, {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in feeds.items()})
+        logits, _ = self._run(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
         return logits
 
 

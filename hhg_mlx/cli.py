@@ -15,7 +15,7 @@ from .errors import HhgError, one_line
 from .rerank import DEPTH as RERANK_DEPTH
 from .types import SIMILAR
 
-COMMANDS = ("build", "status", "stop", "list", "clean", "model", "convert", "bench", "mcp")
+COMMANDS = ("build", "status", "stop", "list", "clean", "cache", "model", "convert", "bench", "mcp")
 RERANK = "--rerank"
 # Subcommands that live in other modules: name -> (module, one-line help).
 DELEGATED = {
@@ -34,11 +34,12 @@ search covers what is embedded so far.
 commands:
   hhg [OPTIONS] QUERY [PATH]        search (PATH defaults to .)
   hhg FILE#NAME | FILE:LINE [PATH]  find code similar to a definition or to the block at a line
-  hhg build [PATH]                  build or update the index of PATH
+  hhg build [PATH ...]              build or update the index of PATH (of every PATH, with one model load)
   hhg status [PATH]                 show what the index holds, what is stale, how far embedding is
   hhg stop [PATH]                   stop the background embedding of PATH's index
   hhg list [PATH]                   list every index below PATH
   hhg clean [PATH] [-r]             delete the index of PATH (-r: and every index below it)
+  hhg cache [status|clean]          show or delete the per-user embedding cache
   hhg model ...                     list, inspect and install embedding models
   hhg convert ...                   convert a checkpoint to MLX or ONNX
   hhg bench ...                     measure encoder speed
@@ -106,20 +107,39 @@ def _search_parser() -> argparse.ArgumentParser:
     return p
 
 
+BUILD_EPILOG = """\
+examples:
+  hhg build
+  hhg build ~/src/project --model jina-code-v2
+  hhg build --model jina-code-v2 --wait    embed now, with a progress bar
+  hhg build --force
+  hhg build ~/src/* --wait                 every repository, one model load, shared texts embedded once
+  ls -d ~/src/*/ | hhg build --from - --json
+  hhg build --from repos.txt --ray auto    embed on a Ray cluster (pip install 'hhg[ray]')
+
+exit status: 0 when every index was built, 2 when one failed (the others are still built)."""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hhg build", description="Build the index of PATH (.hhg/ inside it), or "
                                 "bring it up to date: only new and changed files are read again, and "
-                                "embeddings are reused from the cache. The keyword index is ready when the "
-                                "command returns; with a model, a background worker embeds the blocks "
-                                "(`hhg status` shows how far it is, `hhg stop` stops it).",
-                                epilog="examples:\n  hhg build\n  hhg build ~/src/project --model jina-code-v2\n"
-                                "  hhg build --model jina-code-v2 --wait    embed now, with a progress bar\n"
-                                "  hhg build --force",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", metavar="PATH", nargs="?", default=".", help="folder to index (default: .)")
-    p.add_argument("--force", action="store_true", help="rebuild from scratch, embeddings included")
+                                "embeddings are reused from the caches (the index's own and the per-user shared "
+                                "one). The keyword index is ready when the command returns; with a model, a "
+                                "background worker embeds the blocks (`hhg status` shows how far it is, `hhg stop` "
+                                "stops it). With several PATHs, one model embeds them all, each distinct text once.",
+                                epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", metavar="PATH", nargs="*", help="folders to index (default: .)")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="also index the folders listed in FILE, one a line (-: standard input)")
+    p.add_argument("--force", action="store_true", help="rebuild from scratch (vectors still come from the "
+                   "shared cache unless --no-shared-cache)")
     p.add_argument("--wait", action="store_true", help="embed in the foreground (progress bar on a terminal) "
                    "and return when every block has its vectors")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object and nothing else on stdout")
+    p.add_argument("--no-shared-cache", action="store_true",
+                   help="neither read nor fill the per-user embedding cache (see `hhg cache`)")
+    p.add_argument("--ray", metavar="ADDRESS", help="embed on a Ray cluster: auto, ray://HOST:PORT, or local "
+                   "(starts Ray on this machine); implies --wait")
     _model_options(p, "")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     return p
@@ -163,6 +183,19 @@ def _stop_parser() -> argparse.ArgumentParser:
                      "stopped (searches use the blocks embedded so far) until the next `hhg build`. "
                      "Exit status 1 when no worker was running.")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    return p
+
+
+def _cache_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hhg cache", description="The per-user embedding cache: one store per "
+                                "model, task and precision holding vectors by text hash (never source text), "
+                                "filled by every build, so a block embedded once in any repository is never "
+                                "embedded again.", epilog="examples:\n  hhg cache\n  hhg cache status --json\n"
+                                "  hhg cache clean", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", nargs="?", choices=("status", "clean"), default="status",
+                   help="status (default): where it is and what it holds; clean: delete it")
+    p.add_argument("--json", action="store_true", help="status as a JSON object")
+    p.add_argument("-q", "--quiet", action="store_true", help="clean: print nothing")
     return p
 
 
@@ -369,32 +402,57 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .index.index import Index
-    folder = _existing(args.path)
-    if not folder.is_dir():
-        raise HhgError(f"{args.path}: not a folder")
+    from .index.batch import build_many
+    from .output import format_build
+    paths = _build_paths(args)
+    open_pool = _ray_pool(args.ray) if args.ray else None
     bar = _progress(args.quiet)
     try:
-        idx = Index.build(folder.resolve(), force=args.force, progress=bar, wait=args.wait or args.no_background,
-                          **_build_kwargs(args))
+        result = build_many(paths, force=args.force, wait=args.wait or args.no_background or bool(args.ray),
+                            shared_cache=False if args.no_shared_cache else None, open_pool=open_pool,
+                            progress=bar, **_build_kwargs(args))
     finally:
         bar.close()
-    try:
-        status = idx.status()
-        notices, stats = list(idx.notices), idx.last_stats
-    finally:
-        idx.close()
+    if args.json:
+        import json
+        print(json.dumps(result.to_json()))
     if not args.quiet:
-        for notice in notices:
+        for notice in dict.fromkeys(n for r in result.indexes for n in r.notices):
             eprint(notice)
-        model = " on ".join(filter(None, (status["model"], status["backend"]))) or "keyword only"
-        print(f"{folder}: {status['files']:,} files, {status['blocks']:,} blocks ({model}); {stats.added:,} new, "
-              f"{stats.modified:,} changed, {stats.deleted:,} deleted in {stats.seconds:.1f} s")
-        embedding = status["embedding"]
-        if embedding["state"] == "running":
-            print(f"embedding {embedding['total'] - embedding['done']:,} blocks in the background (pid "
-                  f"{embedding['pid']}): `hhg status` shows how far it is, `hhg stop` stops it")
-    return 0
+    for failed in result.failed:
+        eprint(failed.error)
+    if not (args.quiet or args.json):
+        sys.stdout.write(format_build(result, paths))
+    return 2 if result.failed else 0
+
+
+def _build_paths(args: argparse.Namespace) -> list[str]:
+    """The folders of `hhg build`: the PATH arguments, then those listed in --from (default: .), each once."""
+    paths = list(args.paths)
+    if args.from_file:
+        try:
+            if args.from_file == "-":
+                lines = sys.stdin.read().splitlines()
+            else:
+                lines = Path(args.from_file).read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise HhgError(f"{args.from_file}: {err.strerror or err}") from None
+        paths += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not paths:
+            raise HhgError(f"{args.from_file} lists no folders")
+    unique: dict[str, str] = {}
+    for path in paths or ["."]:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
+
+
+def _ray_pool(address: str):
+    """The pool factory for `--ray ADDRESS`; a one-line error when Ray is not installed."""
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise HhgError("--ray needs Ray, which is not installed: pip install 'hhg[ray]'")
+    from .distributed import ray_pool
+    return ray_pool(address)
 
 
 def covering_index(path: str):
@@ -434,6 +492,23 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0 if pid else 1
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .index.vector_cache import cache_folder, clean, stores
+    from .output import format_cache
+    if args.action == "clean":
+        removed = clean()
+        if not args.quiet:
+            print(f"removed {len(removed)} embedding cache store{'s' if len(removed) != 1 else ''} from {cache_folder()}")
+        return 0
+    found = stores()
+    if args.json:
+        import json
+        print(json.dumps({"folder": str(cache_folder()), "stores": [info.to_json() for info in found]}, indent=2))
+    else:
+        sys.stdout.write(format_cache(cache_folder(), found))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .index.index import find_indexes
     found = find_indexes(_existing(args.path))
@@ -466,7 +541,7 @@ def cmd_delegated(name: str, argv: list[str]) -> int:
 
 
 LOCAL = {"build": (_build_parser, cmd_build), "status": (_status_parser, cmd_status), "stop": (_stop_parser, cmd_stop),
-         "list": (_list_parser, cmd_list), "clean": (_clean_parser, cmd_clean)}
+         "list": (_list_parser, cmd_list), "clean": (_clean_parser, cmd_clean), "cache": (_cache_parser, cmd_cache)}
 
 
 def run(argv: list[str]) -> int:

@@ -40,6 +40,7 @@ class EncoderSpec:
     document_prefix: str = ""
     dim: int | None = None            # Matryoshka truncation; None = hidden_size
     matryoshka_dims: tuple[int, ...] = ()
+    matryoshka_layer_norm: bool = False  # layer-norm the pooled vector before truncating (when `dim` is set)
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +60,16 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
+
+
+def matryoshka(pooled: np.ndarray, spec: EncoderSpec) -> np.ndarray:
+    """Pooled (B, hidden) vectors → their first `spec.out_dim` values, not yet normalised. With
+    `matryoshka_layer_norm` and a requested `dim` (nomic-embed-text-v1.5's recipe), each vector is
+    first layer-normalised over its full width, without affine weights (eps 1e-5, PyTorch's default)."""
+    if spec.matryoshka_layer_norm and spec.dim is not None:
+        centred = pooled - pooled.mean(axis=-1, keepdims=True)
+        pooled = centred / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + 1e-5)
+    return pooled[:, : spec.out_dim]
 
 
 def pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str) -> np.ndarray:
@@ -146,8 +157,8 @@ class TextEncoder(TokenizedModel):
         raise NotImplementedError
 
     def embed_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        pooled = np.asarray(self._forward(np.asarray(input_ids), np.asarray(attention_mask)), dtype=np.float32)
-        return l2_normalize(pooled[:, : self.dim])
+        pooled = np.asarray(self._forward(np.asarray(input_ids), np.asarray(attention_mask)), dtype=np.float64)
+        return l2_normalize(matryoshka(pooled, self.spec))
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]

@@ -37,6 +37,10 @@ class QueryTooLong(HhgError):
     pass
 
 
+class ConfigUnreadable(HhgError):
+    pass
+
+
 def one_line(err: Exception) -> str:
     """The line a front end shows for `err`: an HhgError's own text, an OSError as `FILE: reason`, and
     anything else (a bug) as `internal error: Type: text`."""

@@ -1,50 +1,17 @@
 """Licence opt-in for models whose licence restricts use (e.g. CC-BY-NC-4.0).
 
-Accepting once (`--accept-license`) is remembered per model and licence in
-`$HHG_CONFIG_DIR/config.json` (default `~/.config/hhg/config.json`), under `accepted_licenses`.
+Accepting once (`--accept-license`) is remembered per model and licence in the config file
+(`config.py`), under `accepted_licenses`.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .config import config_path, read_config, write_config
 from .errors import LicenseNotAccepted
 
 if TYPE_CHECKING:
     from .models.registry import ModelInfo
-
-
-def config_path() -> Path:
-    base = os.environ.get("HHG_CONFIG_DIR")
-    return (Path(base) if base else Path.home() / ".config" / "hhg") / "config.json"
-
-
-def read_config() -> dict:
-    path = config_path()
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:
-        raise LicenseNotAccepted(f"cannot read {path}: {err}") from err
-
-
-def write_config(config: dict) -> None:
-    """Replace the config file atomically (write a temporary file next to it, then rename)."""
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(config, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def is_accepted(info: ModelInfo) -> bool:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "mlx", "onnx", "onnx-cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 QWEN_ARCHITECTURES = ("qwen2", "qwen3")
-ONNX_ARCHITECTURES = ("jinabert", "bert")
+ONNX_ARCHITECTURES = ("jinabert", "bert", "nomic_bert")
+RERANKER_ARCHITECTURES = ("jinabert", "bert")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "8bit", "4bit")
 # What each backend computes in: MLX dtypes and weight quantisation, ONNX Runtime's int8 (CPU, `convert.onnx_int8`).
 BACKEND_PRECISIONS = {"mlx": ("fp32", "fp16", "bf16", "8bit", "4bit"), "onnx": ("fp32", "fp16", "int8"),
@@ -188,7 +189,7 @@ def load_reranker(model: str, backend: str = "auto", dtype: str = "float32", qua
     caps the tokens of a (query, document) pair (default 512, or the model's own lower limit); only
     the document is cut."""
     found = _find(model, "reranker", backend, dtype, quantize, download)
-    if found.architecture not in ONNX_ARCHITECTURES:
+    if found.architecture not in RERANKER_ARCHITECTURES:
         raise UnsupportedModel(f"{model}: cross-encoders are supported for JinaBERT and BERT, "
                                f"not {found.architecture}")
     return _load_bert_family(found, "reranker", backend, dtype, quantize, max_length=max_length)

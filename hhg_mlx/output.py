@@ -1,4 +1,5 @@
-"""Formatting of search results: grep-like text (coloured on a terminal), file lists and JSON."""
+"""Formatting of search results (grep-like text, coloured on a terminal; file lists; JSON) and of the
+build, status and cache summaries."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,8 @@ from .progress import duration
 from .types import Hit
 
 if TYPE_CHECKING:
+    from .index.batch import BatchResult
+    from .index.vector_cache import CacheInfo
     from .index.worker import EmbeddingStatus
 
 RESET = "\x1b[0m"
@@ -185,3 +188,42 @@ def describe_embedding(e: EmbeddingStatus) -> str:
     if e.state == "stopped":
         return f"stopped: {counts}; `hhg build` resumes it"
     return f"{e.state}: {counts}"
+
+
+def format_build(result: BatchResult, paths: Sequence[str]) -> str:
+    """`hhg build`: a line per index built (`paths` as the user gave them), where the embedding goes on
+    in the background, and for several indexes (or texts embedded) what the batch embedded."""
+    lines = []
+    for path, r in zip(paths, result.indexes):
+        if not r.ok:
+            continue
+        model = " on ".join(filter(None, (r.model, r.backend))) or "keyword only"
+        took = f" in {result.seconds:.1f} s" if len(paths) == 1 else ""
+        lines.append(f"{path}: {r.files:,} files, {r.blocks:,} blocks ({model}); {r.added:,} new, {r.modified:,} "
+                     f"changed, {r.deleted:,} deleted{took}")
+        if len(paths) == 1 and r.embedding and r.embedding["state"] == "running":
+            lines.append(f"embedding {r.embedding['total'] - r.embedding['done']:,} blocks in the background (pid "
+                         f"{r.embedding['pid']}): `hhg status` shows how far it is, `hhg stop` stops it")
+    if result.background_pid is not None and len(paths) > 1:
+        lines.append(f"embedding in the background (pid {result.background_pid}): `hhg status PATH` shows how far "
+                     "each index is")
+    t = result.texts
+    if len(paths) > 1:
+        built = len(paths) - len(result.failed)
+        lines.append(f"{built:,} of {len(paths):,} indexes built in {result.seconds:.1f} s")
+    if t.total:
+        lines.append(f"{t.total:,} blocks needed vectors: {t.unique:,} distinct texts, {t.cached:,} from the "
+                     f"shared cache, {t.embedded:,} embedded")
+    return "".join(line + "\n" for line in lines)
+
+
+def format_cache(folder: Path, stores: Sequence[CacheInfo]) -> str:
+    """`hhg cache status`: where the shared embedding cache is, and a line per store."""
+    if not stores:
+        return f"{folder}: empty\n"
+    total = sum(info.size_bytes for info in stores)
+    lines = [f"{folder}: {len(stores)} store{'s' if len(stores) != 1 else ''}, {_human_bytes(total)}"]
+    for info in stores:
+        dim = f"{info.dim}-dim" if info.dim else "empty"
+        lines.append(f"  {info.key}: {info.vectors:,} vectors ({dim}), {_human_bytes(info.size_bytes)}")
+    return "\n".join(lines) + "\n"

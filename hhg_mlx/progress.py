@@ -18,9 +18,9 @@ def duration(seconds: float) -> str:
 
 
 class ProgressBar:
-    """Callable as a `BuildProgress`: `bar(stage, done, total)`.
+    """Callable as a `BuildProgress`: `bar(stage, done, total)`, or a batch's `bar(stage, done, total, note)`.
 
-    Shows `stage [=====     ] done/total  rate unit/s  ETA m:ss`, redrawn at most every
+    Shows `stage [=====     ] done/total  note  rate unit/s  ETA m:ss`, redrawn at most every
     `interval` seconds, and does nothing at all when the stream is not a TTY (or `enabled` is False).
     """
 
@@ -35,7 +35,7 @@ class ProgressBar:
         self._drawn = float("-inf")
         self._visible = False
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int, note: str = "") -> None:
         if not self.enabled or total == 0:      # nothing to do in this stage: nothing to show
             return
         now = self.clock()
@@ -44,15 +44,16 @@ class ProgressBar:
         if now - self._drawn < self.interval and done < total:
             return
         self._drawn = now
-        self.stream.write("\r" + self.render(stage, done, total, now - self._started) + "\x1b[K")
+        self.stream.write("\r" + self.render(stage, done, total, now - self._started, note) + "\x1b[K")
         self.stream.flush()
         self._visible = True
 
-    def render(self, stage: str, done: int, total: int, elapsed: float) -> str:
-        """The bar's text for `done` of `total` units after `elapsed` seconds in this stage."""
+    def render(self, stage: str, done: int, total: int, elapsed: float, note: str = "") -> str:
+        """The bar's text for `done` of `total` units after `elapsed` seconds in this stage (`note`, e.g.
+        "3/19 repos", after the counts)."""
         unit = UNITS.get(stage, "items")
         rate = done / elapsed if elapsed > 0 else 0.0
-        counts = f"{done:,}/{total:,}"
+        counts = f"{done:,}/{total:,}" + (f"  {note}" if note else "")
         tail = f"{rate:,.0f} {unit}/s" if rate else ""
         if rate and done < total:
             tail += f"  ETA {duration((total - done) / rate)}"

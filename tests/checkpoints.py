@@ -10,7 +10,7 @@ TemplateProcessing post-processor gives the second segment of a pair type id 1.
 
 Use from tests (the tests folder is on sys.path under pytest):
 
-    from checkpoints import make_jinabert, make_bert, make_checkpoint   # make_checkpoint is a fixture
+    from checkpoints import make_jinabert, make_bert, make_nomic_bert, make_checkpoint   # make_checkpoint: fixture
 """
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ def make_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int
 
 
 def write_sentence_transformers(path: Path, hidden: int, pooling: str = "mean", query_prefix: str | None = None,
-                                max_seq_length: int | None = None) -> None:
+                                max_seq_length: int | None = None, document_prefix: str | None = None) -> None:
     """modules.json, 1_Pooling/config.json, sentence_bert_config.json, config_sentence_transformers.json."""
     if pooling not in ("mean", "cls", "last"):
         raise ValueError(f"unknown pooling {pooling!r}")
@@ -318,21 +318,86 @@ def write_sentence_transformers(path: Path, hidden: int, pooling: str = "mean", 
     })
     if max_seq_length is not None:
         _write_json(path / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
-    prompts = {"query": query_prefix} if query_prefix else {}
+    prompts = {name: prompt for name, prompt in (("query", query_prefix), ("document", document_prefix)) if prompt}
     _write_json(path / "config_sentence_transformers.json", {
         "__version__": {"sentence_transformers": "3.0.1", "transformers": "4.39.1", "pytorch": "2.3.0"},
         "prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine",
     })
 
 
+# ---------------------------------------------------------------- NomicBERT
+
+
+NOMIC_NAME = "nomic-ai/nomic-bert-2048"
+
+
+def make_nomic_bert(path: str | Path, *, hidden: int = 48, heads: int = 6, layers: int = 2, inner: int = 256,
+                    vocab: int | None = None, dtype: str = "float32", prefix: str = "", extras: bool = True,
+                    seed: int = 0, std: float = 0.1, pooling: str = "cls", sentence_transformers: bool = True,
+                    query_prefix: str | None = None, document_prefix: str | None = None,
+                    max_seq_length: int | None = None, biases: bool = False, rotary_base: float = 1000,
+                    scaling_factor: float | None = None, trained_positions: int = 2048, type_vocab_size: int = 2,
+                    tokenizer: bool = True) -> Path:
+    """A random NomicBERT checkpoint (CodeRankEmbed / nomic-embed-text-v1.5 layout, MODELS.md §4) with an
+    uncased WordPiece tokenizer. Like the published files: the word table padded to a multiple of 64
+    rows (`pad_vocab_size_multiple`), an MLP width (`inner`) that is a multiple of 256, no biases
+    (`biases=True` adds them and sets the three bias flags), `rotary_emb_base` 1000 and no rotary scaling
+    (`scaling_factor` and `trained_positions` turn on dynamic NTK past that length). `extras` adds the
+    unused pooler; `prefix="bert."` stores the encoder under `bert.` (a NomicBertForPreTraining file)."""
+    path = Path(path)
+    vocab = _start_folder(path, wordpiece_tokenizer(), vocab, tokenizer)
+    vocab = -(-vocab // 64) * 64
+
+    w = _Weights(seed, std)
+    w.normal("embeddings.word_embeddings.weight", vocab, hidden)
+    if type_vocab_size:
+        w.normal("embeddings.token_type_embeddings.weight", type_vocab_size, hidden)
+    w.layer_norm("emb_ln", hidden)
+    for n in range(layers):
+        p = f"encoder.layers.{n}."
+        w.linear(p + "attn.Wqkv", 3 * hidden, hidden, bias=biases)
+        w.linear(p + "attn.out_proj", hidden, hidden, bias=biases)
+        w.linear(p + "mlp.fc11", inner, hidden, bias=biases)
+        w.linear(p + "mlp.fc12", inner, hidden, bias=biases)
+        w.linear(p + "mlp.fc2", hidden, inner, bias=biases)
+        w.layer_norm(p + "norm1", hidden)
+        w.layer_norm(p + "norm2", hidden)
+    if extras:
+        w.linear("pooler.dense", hidden, hidden)
+    w.save(path, dtype, prefix)
+
+    auto = {"AutoConfig": f"{NOMIC_NAME}--configuration_hf_nomic_bert.NomicBertConfig",
+            "AutoModel": f"{NOMIC_NAME}--modeling_hf_nomic_bert.NomicBertModel",
+            "AutoModelForMaskedLM": f"{NOMIC_NAME}--modeling_hf_nomic_bert.NomicBertForPreTraining"}
+    _write_json(path / "config.json", {
+        "_name_or_path": NOMIC_NAME, "activation_function": "swiglu", "architectures": ["NomicBertModel"],
+        "attn_pdrop": 0.0, "auto_map": auto, "bos_token_id": None, "causal": False, "dense_seq_output": True,
+        "embd_pdrop": 0.0, "eos_token_id": None, "fused_bias_fc": True, "fused_dropout_add_ln": True,
+        "initializer_range": 0.02, "layer_norm_epsilon": 1e-12, "max_trained_positions": trained_positions,
+        "mlp_fc1_bias": biases, "mlp_fc2_bias": biases, "model_type": "nomic_bert", "n_embd": hidden,
+        "n_head": heads, "n_inner": inner, "n_layer": layers, "n_positions": 8192, "pad_vocab_size_multiple": 64,
+        "parallel_block": False, "parallel_block_tied_norm": False, "prenorm": False, "qkv_proj_bias": biases,
+        "reorder_and_upcast_attn": False, "resid_pdrop": 0.0, "rotary_emb_base": rotary_base,
+        "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "rotary_emb_scale_base": None,
+        "rotary_scaling_factor": scaling_factor, "scale_attn_by_inverse_layer_idx": False, "scale_attn_weights": True,
+        "summary_activation": None, "summary_first_dropout": 0.0, "summary_proj_to_labels": True,
+        "summary_type": "cls_index", "summary_use_proj": True, "torch_dtype": dtype,
+        "transformers_version": "4.37.2", "type_vocab_size": type_vocab_size, "use_cache": True,
+        "use_flash_attn": True, "use_rms_norm": False, "use_xentropy": True, "vocab_size": vocab,
+    })
+    if sentence_transformers:
+        write_sentence_transformers(path, hidden, pooling, query_prefix, max_seq_length, document_prefix)
+    return path
+
+
 # ---------------------------------------------------------------- pytest helper
 
-_MAKERS = {"jinabert": make_jinabert, "bert": make_bert}
+_MAKERS = {"jinabert": make_jinabert, "bert": make_bert, "nomic_bert": make_nomic_bert}
 
 
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory):
-    """Session fixture: `make_checkpoint("jinabert" | "bert", **kwargs) -> Path`, one folder per
+    """Session fixture: `make_checkpoint("jinabert" | "bert" | "nomic_bert", **kwargs) -> Path`, one folder per
     distinct set of arguments (built once, shared by every test that asks for it)."""
     made: dict[tuple, Path] = {}
 

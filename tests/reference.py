@@ -1,9 +1,9 @@
-"""Independent float64 NumPy reference forwards for JinaBERT (qk-post-norm and base-en) and BERT,
-and their cross-encoder heads.
+"""Independent float64 NumPy reference forwards for JinaBERT (qk-post-norm and base-en), BERT and
+NomicBERT, and the cross-encoder heads of the first two.
 
-Written straight from MODELS.md §1, §1.5, §2 and §6; shares no code with `hhg_mlx`: it reads the
-safetensors file itself, tells the architecture from the weight names, and pools and
-normalises on its own. Slow and exact; meant for tiny models (and MiniLM).
+Written straight from MODELS.md §1, §1.5, §2, §4 and §6; shares no code with `hhg_mlx`: it reads the
+safetensors file itself, tells the architecture from config.json and the weight names, and pools
+and normalises on its own. Slow and exact; meant for tiny models (and MiniLM).
 
     reference_embed(model_dir, input_ids, attention_mask) -> (B, H) float64 unit vectors
     reference_logits(model_dir, input_ids, token_type_ids, attention_mask) -> (B,) float64 raw logits
@@ -117,6 +117,56 @@ def jinabert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, swap_
     return x
 
 
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def rotary(t: np.ndarray, angles: np.ndarray, interleaved: bool = False) -> np.ndarray:
+    """Rotate (B, S, heads, d) by `angles` (S, d/2): GPT-NeoX pairs dimension i with i + d/2;
+    `interleaved` (GPT-J, which NomicBERT does not use) pairs 2i with 2i + 1."""
+    cos, sin = np.cos(angles)[None, :, None, :], np.sin(angles)[None, :, None, :]
+    half = t.shape[-1] // 2
+    out = np.empty_like(t)
+    if interleaved:
+        x1, x2 = t[..., 0::2], t[..., 1::2]
+        out[..., 0::2], out[..., 1::2] = x1 * cos - x2 * sin, x2 * cos + x1 * sin
+    else:
+        x1, x2 = t[..., :half], t[..., half:]
+        out[..., :half], out[..., half:] = x1 * cos - x2 * sin, x2 * cos + x1 * sin
+    return out
+
+
+def nomic_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, *, swap_gate: bool = False,
+                 interleaved: bool = False, rotary_base: float | None = None) -> np.ndarray:
+    """NomicBERT (MODELS.md §4): rotary positions 0..S-1 of the padded row, fused Wqkv, post-norm,
+    fc2(fc11(h) * silu(fc12(h))); dynamic NTK base past max_trained_positions when configured.
+    `swap_gate`, `interleaved` and `rotary_base` deliberately get a detail wrong, for guard tests."""
+    eps, heads, hidden = cfg["layer_norm_epsilon"], cfg["n_head"], cfg["n_embd"]
+    b, s = ids.shape
+    d = hidden // heads
+    x = w["embeddings.word_embeddings.weight"][ids]
+    if "embeddings.token_type_embeddings.weight" in w:
+        x = x + w["embeddings.token_type_embeddings.weight"][0]
+    x = layer_norm(x, w, "emb_ln", eps)
+    base = float(rotary_base or cfg["rotary_emb_base"])
+    factor, trained = cfg.get("rotary_scaling_factor"), cfg.get("max_trained_positions", 2048)
+    if factor and s > trained:
+        base *= (factor * s / trained - (factor - 1)) ** (d / (d - 2))
+    angles = np.arange(s)[:, None] / base ** (np.arange(0, d, 2) / d)[None, :]
+    bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9)
+    for n in range(cfg["n_layer"]):
+        p = f"encoder.layers.{n}."
+        qkv = linear(x, w, p + "attn.Wqkv")
+        q, k, v = (qkv[..., i * hidden:(i + 1) * hidden] for i in range(3))
+        q, k = (rotary(t.reshape(b, s, heads, d), angles, interleaved).reshape(b, s, hidden) for t in (q, k))
+        h = layer_norm(x + linear(attention(x, q, k, v, heads, bias), w, p + "attn.out_proj"), w, p + "norm1", eps)
+        up, gate = linear(h, w, p + "mlp.fc11"), linear(h, w, p + "mlp.fc12")
+        if swap_gate:
+            up, gate = gate, up
+        x = layer_norm(h + linear(up * silu(gate), w, p + "mlp.fc2"), w, p + "norm2", eps)
+    return x
+
+
 def bert_hidden(w: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray, types: np.ndarray | int = 0) -> np.ndarray:
     eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)           # count attended tokens: padding-side free
@@ -147,15 +197,19 @@ def reference_pooling(model_dir: Path) -> str:
 
 
 def reference_embed(model_dir: str | Path, input_ids, attention_mask, *, pooling: str | None = None,
-                    swap_glu: bool = False) -> np.ndarray:
+                    swap_glu: bool = False, matryoshka_dim: int | None = None, **nomic_faults) -> np.ndarray:
     """Pooled, L2-normalised float64 embeddings. `swap_glu` deliberately swaps the GLU halves
-    (JinaBERT) so tests can show their tolerance catches that bug."""
+    (JinaBERT) or fc11 and fc12 (NomicBERT) so tests can show their tolerance catches that bug;
+    `nomic_faults` are `nomic_hidden`'s other deliberate errors. `matryoshka_dim`: the
+    nomic-embed-text-v1.5 recipe (layer norm without affine, eps 1e-5, then truncate)."""
     model_dir = Path(model_dir)
     cfg = json.loads((model_dir / "config.json").read_text())
     weights = read_safetensors(model_dir / "model.safetensors")
     weights = {name.removeprefix("bert."): value for name, value in weights.items()}
     ids, mask = np.asarray(input_ids, dtype=np.int64), np.asarray(attention_mask, dtype=np.int64)
-    if cfg.get("position_embedding_type") == "alibi":
+    if cfg.get("model_type") == "nomic_bert":
+        hidden = nomic_hidden(weights, cfg, ids, mask, swap_gate=swap_glu, **nomic_faults)
+    elif cfg.get("position_embedding_type") == "alibi":
         hidden = jinabert_hidden(weights, cfg, ids, mask, swap_glu)
     else:
         hidden = bert_hidden(weights, cfg, ids, mask)
@@ -169,6 +223,9 @@ def reference_embed(model_dir: str | Path, input_ids, attention_mask, *, pooling
         pooled = hidden[rows, mask.shape[1] - 1 - np.argmax(mask[:, ::-1] > 0, axis=1)]
     else:
         raise ValueError(f"unknown pooling {pooling!r}")
+    if matryoshka_dim:
+        pooled = (pooled - pooled.mean(1, keepdims=True)) / np.sqrt(pooled.var(1, keepdims=True) + 1e-5)
+        pooled = pooled[:, :matryoshka_dim]
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 

@@ -383,7 +383,8 @@ def test_search_imports_no_heavy_modules(repo, env, tmp_path):
     modules = imported_modules(tmp_path, "-q", "retry failed uploads", ".", cwd=repo, env=env)
     assert "hhg_mlx.index.index" in modules                 # the wrapper did see the search
     heavy = [m for m in modules if m.split(".")[0] in ("mlx", "mlx_lm", "onnxruntime", "onnx", "textual",
-                                                        "huggingface_hub", "torch", "transformers", "mcp",
+                                                        "huggingface_hub", "torch", "transformers", "gguf", "ray",
+                                                        "mcp",
                                                         "mcp_types", "anyio", "pydantic", "starlette", "jsonschema")
              or m.startswith(("tree_sitter_", "hhg_mlx.mcp"))]
     assert heavy == []

@@ -91,6 +91,8 @@ def test_help_teaches_every_flag(capsys):
         (["build", "--help"], ["--force", "--model", "-q", "--accept-license", "--task", "examples:"]),
         (["clean", "--help"], ["-r", "--recursive"]),
         (["status", "--help"], ["--json"]),
+        (["bench", "--help"], ["--model", "--random", "--backends", "--batch", "--seq", "--texts", "--repeat",
+                               "--json", "--rerank", "--pairs", "--doc-tokens", "examples:"]),
     ]:
         with pytest.raises(SystemExit) as exc:
             cli.run(argv)

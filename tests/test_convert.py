@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from checkpoints import CORPUS, make_bert, make_jinabert
+from checkpoints import CORPUS, make_bert, make_jinabert, make_nomic_bert, pad_tokens, random_tokens
+from hub_fixtures import hf_cache  # noqa: F401  (fixture)
 from onnx_fixtures import minilm, retrieval, top_k  # noqa: F401  (fixture)
 from reference import reference_embed
 
@@ -123,6 +124,44 @@ def test_onnx_int8_file_in_converted_folder(tmp_path, minilm, minilm_vectors):
     assert np.concatenate([cosines(docs, minilm_vectors[0]), cosines(queries, minilm_vectors[1])]).min() >= 0.99
 
 
+def test_nomic_registry_model_converts_with_its_settings(tmp_path, hf_cache):
+    """nomic-v1.5 from the (offline) Hugging Face cache → float16 MLX weights, int8 and fp32 ONNX files,
+    and an hhg.json that carries the registry's pooling, prefixes and Matryoshka recipe, so the folder
+    embeds like the model card says on its own (768 wide, one layer: the published dims apply)."""
+    src = make_nomic_bert(tmp_path / "src", hidden=768, heads=12, layers=1, sentence_transformers=False)
+    hf_cache("nomic-ai/nomic-embed-text-v1.5", src)
+    out = tmp_path / "out"
+    assert convert("nomic-v1.5", out, "--dtype", "float16", "--onnx", "--onnx-int8") == 0
+    manifest = json.loads((out / "hhg.json").read_text())
+    assert {k: manifest[k] for k in ("architecture", "variant", "model_id", "pooling", "query_prefix",
+                                     "document_prefix", "matryoshka_dims", "matryoshka_layer_norm")} == {
+        "architecture": "nomic_bert", "variant": None, "model_id": "nomic-v1.5", "pooling": "mean",
+        "query_prefix": "search_query: ", "document_prefix": "search_document: ",
+        "matryoshka_dims": [64, 128, 256, 512, 768], "matryoshka_layer_norm": True}
+    assert manifest["onnx"] == {"fp32": "model.onnx", "int8": "model.q8.onnx"}
+
+    ids, mask = pad_tokens(random_tokens(np.random.default_rng(0), [9, 2, 21], 200), left=True)
+    want = reference_embed(src, ids, mask, pooling="mean", matryoshka_dim=256)
+    onnx = load_encoder(str(out), backend="onnx", dim=256)                # the shipped fp32 graph
+    np.testing.assert_allclose(onnx.embed_ids(ids, mask), want, atol=1e-5)
+    mlx = load_encoder(str(out), backend="mlx", dtype="float16", dim=256)
+    assert cosines(mlx.embed_ids(ids, mask), want).min() >= 0.999
+    int8 = load_encoder(str(out), backend="onnx", quantize=8, dim=256)
+    assert cosines(int8.embed_ids(ids, mask), want).min() >= 0.99
+    assert not (out / "hhg-onnx").exists()
+
+
+def test_quantised_nomic_folder(tmp_path):
+    src = make_nomic_bert(tmp_path / "src", hidden=64, heads=4, inner=256)
+    assert convert(src, tmp_path / "out", "--quantize", 8) == 0
+    ids, mask = pad_tokens(random_tokens(np.random.default_rng(1), [5, 17, 30], 200))
+    want = reference_embed(src, ids, mask)
+    for encoder in (load_encoder(str(tmp_path / "out"), backend="mlx"),           # dequantised for the CPU
+                    load_encoder(str(tmp_path / "out"), backend="mlx", quantize=8)):
+        got = encoder.embed_ids(ids, mask)
+        assert cosines(got, want).min() >= 0.999 and np.abs(got - want).max() > 1e-5
+
+
 @pytest.mark.parametrize("kind", ["jinabert", "bert"])
 def test_rerankers_convert_with_their_head(tmp_path, kind):
     """MLX fp16/bf16/8/4-bit and ONNX fp32/int8 reranker folders: fp16 and the ONNX fp32 graph match the
@@ -223,4 +262,4 @@ def test_onnx_export_of_a_decoder_is_refused(tmp_path, capsys):
     src.mkdir()
     (src / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 64}))
     assert convert(src, tmp_path / "out", "--onnx") == 2
-    assert "ONNX export supports jinabert, bert models, not qwen2" in capsys.readouterr().err
+    assert "ONNX export supports jinabert, bert, nomic_bert models, not qwen2" in capsys.readouterr().err

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from hhg_mlx.errors import LicenseNotAccepted
+from hhg_mlx.errors import ConfigUnreadable, LicenseNotAccepted
 from hhg_mlx.license import config_path, ensure_accepted
 from hhg_mlx.models import registry
 
@@ -73,7 +73,7 @@ def test_default_location_is_under_home(monkeypatch, tmp_path):
 def test_unreadable_config_is_reported_not_overwritten(config_dir):
     config_dir.mkdir()
     config_path().write_text("{not json")
-    with pytest.raises(LicenseNotAccepted, match="cannot read .*config.json"):
+    with pytest.raises(ConfigUnreadable, match="cannot read .*config.json"):
         ensure_accepted(JINA, accept=True)
     assert config_path().read_text() == "{not json"
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from checkpoints import make_bert, make_checkpoint, make_jinabert, pad_tokens  # noqa: F401  (fixture)
+from hub_fixtures import hf_cache  # noqa: F401  (fixture)
 from hhg_mlx.encoder import token_budget_batches
 from hhg_mlx.errors import ModelUnavailable, UnsupportedModel
 from hhg_mlx.loader import load_encoder
@@ -20,27 +21,6 @@ from reference import reference_embed
 
 OFFLINE_MESSAGE = ("model jina-code-v2 is not installed and the Hugging Face hub cannot be reached; run "
                    "`hhg model install jina-code-v2` on a connected machine or pass a local folder")
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    """An empty, offline Hugging Face cache; `add(repo, folder)` puts a snapshot of `folder` in it."""
-    import huggingface_hub.constants as constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-    def add(repo: str, folder, revision: str = "0123456789abcdef0123456789abcdef01234567"):
-        repo_dir = cache / ("models--" + repo.replace("/", "--"))
-        (repo_dir / "refs").mkdir(parents=True)
-        (repo_dir / "refs" / "main").write_text(revision)
-        snapshot = repo_dir / "snapshots" / revision
-        shutil.copytree(folder, snapshot)
-        return snapshot
-
-    return add
 
 
 # ---------------------------------------------------------------- resolving

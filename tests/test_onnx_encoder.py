@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from checkpoints import make_bert, make_jinabert, pad_tokens, random_tokens
+from checkpoints import make_bert, make_jinabert, make_nomic_bert, pad_tokens, random_tokens
 from reference import reference_embed
 
 import convert.onnx_export as onnx_export
@@ -138,9 +138,9 @@ def test_threads_are_physical_cores():
 
 
 @pytest.mark.skipif(not onnx_encoder.cuda_usable(), reason="needs onnxruntime-gpu and an NVIDIA GPU")
-@pytest.mark.parametrize("kind", ["jinabert", "bert"])
+@pytest.mark.parametrize("kind", ["jinabert", "bert", "nomic_bert"])
 def test_cuda_fp16_matches_cpu_fp32(tmp_path, kind):
-    folder = (make_jinabert if kind == "jinabert" else make_bert)(tmp_path / kind)
+    folder = {"jinabert": make_jinabert, "bert": make_bert, "nomic_bert": make_nomic_bert}[kind](tmp_path / kind)
     ids, mask = pad_tokens(random_tokens(np.random.default_rng(3), [7, 30, 2, 18], 60), left=True)
     cpu = load_encoder(str(folder), backend="onnx").embed_ids(ids, mask)
     cuda = load_encoder(str(folder), backend="onnx-cuda", dtype="float16")

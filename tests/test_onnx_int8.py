@@ -1,5 +1,5 @@
 """The CPU int8 graph (`convert.onnx_int8`): its arithmetic against a numpy reference, batch
-independence, the CPU-feature rule behind `auto`, and what older int8 files and vectors become.
+independence of encoders and rerankers, the CPU-feature rule behind `auto`, and what older int8 files and vectors become.
 
 Bounds per kind of CPU, from `python -m hhg_mlx.bench.int8` (README "int8 on the CPU"):
 with an int8 kernel (x86 AVX2/AVX-512 with or without VNNI, ARM dot product) activations are
@@ -10,6 +10,7 @@ the same int8 arithmetic (min cosine to fp32 on the fixture set: 0.99897 with AV
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from checkpoints import make_bert, make_jinabert, random_tokens
@@ -18,9 +19,10 @@ from onnx_fixtures import DOCS, QUERIES, minilm, retrieval, top_k  # noqa: F401 
 
 import convert.onnx_export as onnx_export
 import fallback.onnx_encoder as onnx_encoder
-from convert.onnx_int8 import BLOCK, SCHEME, SCHEME_KEY, quantize_int8
+from convert.onnx_int8 import BLOCK, SCHEME, SCHEME_KEY, quantize_matmuls
 from fallback.cpu_features import CpuFeatures, cpu_features, parse_cpuinfo
-from hhg_mlx.encoder import pad_batch
+from fallback.onnx_reranker import ONNXReranker
+from hhg_mlx import load_reranker
 from hhg_mlx.index.index import PRECISION_KEYS, _vector_key
 from hhg_mlx.loader import load_encoder
 
@@ -38,27 +40,30 @@ def _one_matmul(weight: np.ndarray):
     return model
 
 
-def _blockwise(x: np.ndarray, axis_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 codes and scales of `x` [..., axis_len] per block of BLOCK along the last axis."""
-    blocks = x.reshape(*x.shape[:-1], axis_len // BLOCK, BLOCK).astype(np.float64)
-    scales = np.abs(blocks).max(-1, keepdims=True) / 127
+def _blockwise(x: np.ndarray, block: int, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric `bits`-bit codes and scales of `x` [..., K] per block of `block` along the last axis."""
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block).astype(np.float64)
+    scales = np.abs(blocks).max(-1, keepdims=True) / (2 ** (bits - 1) - 1)
     return np.round(blocks / scales), scales
 
 
-def test_matmul_matches_int8_reference():
-    """y = Σ_blocks (x codes · w codes) · x scale · w scale: weights per column and block, activations
-    per row and block, each from its own values. With an int8 kernel ORT computes exactly that (float
-    rounding aside); without one it uses fp32 activations and the int8 weights."""
+@pytest.mark.parametrize("bits, block", [(8, BLOCK), (4, 32)])
+def test_matmul_matches_int8_reference(bits, block):
+    """y = Σ_blocks (x codes · w codes) · x scale · w scale: weights per column and block (8 bits: the CPU
+    int8; 4 bits, packed two to a byte: an option of the int8 bench), activations in int8 per row and
+    block, each from its own values. With an int8 kernel ORT computes exactly that (float rounding
+    aside); without one it uses fp32 activations and the quantised weights."""
     rng = np.random.default_rng(0)
     rows, cols = 2 * BLOCK, 24
     weight = (rng.standard_normal((rows, cols)) * 0.1).astype(np.float32)
     x = rng.standard_normal((40, rows)).astype(np.float32)
     x[:, 3] *= 30                                           # an outlier channel, as in BERT activations
-    session = ort.InferenceSession(quantize_int8(_one_matmul(weight)).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    quantized = quantize_matmuls(_one_matmul(weight), bits, block)
+    assert {p.key: p.value for p in quantized.metadata_props} == {SCHEME_KEY: f"q{bits}-block{block}"}
+    session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"x": x})
-    w_codes, w_scales = _blockwise(weight.T, rows)          # [cols, blocks, BLOCK]
-    x_codes, x_scales = _blockwise(x, rows)                 # [m, blocks, BLOCK]
+    w_codes, w_scales = _blockwise(weight.T, block, bits)   # [cols, blocks, block]
+    x_codes, x_scales = _blockwise(x, block)                # [m, blocks, block]
     int8 = np.einsum("mbk,nbk,mb,nb->mn", x_codes, w_codes, x_scales[..., 0], w_scales[..., 0])
     weights_only = x.astype(np.float64) @ (w_codes * w_scales).reshape(cols, rows).T
     scale = np.abs(int8).max()
@@ -70,7 +75,6 @@ def test_matmul_matches_int8_reference():
 def test_every_weight_matmul_becomes_matmulnbits(tmp_path):
     folder = make_jinabert(tmp_path / "jina")
     path = onnx_export.export(folder, tmp_path / "model.q8.onnx", "int8")
-    import onnx
     model = onnx.load(str(path))
     ops = [n.op_type for n in model.graph.node]
     assert "MatMul" not in ops and "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops
@@ -79,24 +83,63 @@ def test_every_weight_matmul_becomes_matmulnbits(tmp_path):
     assert {p.key: p.value for p in model.metadata_props} == {SCHEME_KEY: SCHEME}
 
 
-@pytest.mark.parametrize("make", [make_bert, make_jinabert])
-def test_int8_vectors_do_not_depend_on_the_batch(tmp_path, make):
-    """The same texts alone, with other batch-mates, in another order and with left padding: equal to
-    the last bit (per-row activation scales; `int8_layout` gives each text the same kernel arithmetic)."""
-    encoder = load_encoder(str(make(tmp_path / "m")), backend="onnx", quantize=8)
+CROSS_ENCODER = {"prefix": "bert.", "labels": 1}
+
+
+def _run(model, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """An encoder's vectors or a reranker's logits of one batch."""
+    return model.score_ids(ids, types, mask) if isinstance(model, ONNXReranker) else model.embed_ids(ids, mask)
+
+
+def _padded(texts: list[list[int]], types: list[list[int]], pad: int, width: int, left: bool = False):
+    ids, type_ids, mask = (np.full((len(texts), width), pad), np.zeros((len(texts), width), np.int64),
+                           np.zeros((len(texts), width), np.int64))
+    for row, (text, kinds) in enumerate(zip(texts, types)):
+        cols = slice(width - len(text), width) if left else slice(0, len(text))
+        ids[row, cols], type_ids[row, cols], mask[row, cols] = text, kinds, 1
+    return ids, type_ids, mask
+
+
+@pytest.mark.parametrize("make, options, load", [
+    (make_bert, {}, load_encoder), (make_jinabert, {}, load_encoder),
+    (make_bert, {**CROSS_ENCODER, "sentence_transformers": False}, load_reranker),
+    (make_jinabert, {**CROSS_ENCODER, "variant": "base-en"}, load_reranker),
+], ids=["bert", "jinabert", "bert-reranker", "jinabert-reranker"])
+def test_int8_results_do_not_depend_on_the_batch(tmp_path, make, options, load):
+    """The same texts (or pairs, with their token types) alone, with other batch-mates, in another order
+    and with left padding: vectors and logits equal to the last bit (per-row activation scales;
+    `int8_layout` gives each text the same kernel arithmetic; a cross-encoder's head stays fp32)."""
+    model = load(str(make(tmp_path / "m", **options)), backend="onnx", quantize=8)
     rng = np.random.default_rng(3)
     texts = random_tokens(rng, [3, 17, 9, 30, 1, 12, 25], 60)
-    pad = encoder.spec.pad_token_id
-    alone = np.concatenate([encoder.embed_ids(*pad_batch([t], pad)) for t in texts])
-    together = encoder.embed_ids(*pad_batch(texts, pad))
-    others = encoder.embed_ids(*pad_batch(texts[::-1] + random_tokens(rng, [40, 2], 60), pad))[:len(texts)][::-1]
-    width = 45
-    left = np.full((len(texts), width), pad)
-    left_mask = np.zeros((len(texts), width), np.int64)
-    for i, t in enumerate(texts):
-        left[i, width - len(t):], left_mask[i, width - len(t):] = t, 1
-    for batch in (together, others, encoder.embed_ids(left, left_mask)):
+    types = [[0] * (len(t) // 2) + [1] * (len(t) - len(t) // 2) for t in texts]
+    pad = model.spec.pad_token_id
+    alone = np.concatenate([_run(model, *_padded([t], [k], pad, len(t))) for t, k in zip(texts, types)])
+    mates = random_tokens(rng, [40, 2], 60)
+    others = _run(model, *_padded(texts[::-1] + mates, types[::-1] + [[0] * 40, [0, 1]], pad, 40))
+    for batch in (_run(model, *_padded(texts, types, pad, 30)), others[:len(texts)][::-1],
+                  _run(model, *_padded(texts, types, pad, 45, left=True))):
         np.testing.assert_array_equal(batch, alone)
+
+
+def test_int8_layout_moves_every_token_input_with_its_mask():
+    """Attended tokens first in every [batch, seq] input, the sequence padded to the row tile: ids
+    with the pad id, token types and mask with 0."""
+    tokens = {"input_ids": np.array([[2, 2, 7, 8, 9], [4, 5, 2, 2, 2]]),
+              "token_type_ids": np.array([[0, 0, 0, 1, 1], [0, 1, 0, 0, 0]]),
+              "attention_mask": np.array([[0, 0, 1, 1, 1], [1, 1, 0, 0, 0]])}
+    laid_out = onnx_encoder.int8_layout(tokens, pad_id=2, tile=4)
+    np.testing.assert_array_equal(laid_out["input_ids"], [[7, 8, 9, 2, 2, 2, 2, 2], [4, 5, 2, 2, 2, 2, 2, 2]])
+    np.testing.assert_array_equal(laid_out["token_type_ids"], [[0, 1, 1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(laid_out["attention_mask"], [[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])
+
+
+def test_a_cross_encoder_head_stays_fp32(tmp_path):
+    folder = make_bert(tmp_path / "rr", **CROSS_ENCODER, sentence_transformers=False)
+    model = onnx.load(str(onnx_export.export(folder, tmp_path / "model.q8.onnx", "int8")))
+    fp32 = {n.input[1] for n in model.graph.node if n.op_type == "MatMul"}
+    assert fp32 == {"pooler.dense.weight", "classifier.weight"}
+    assert [n.op_type for n in model.graph.node].count("MatMulNBits") == 6 * 2
 
 
 def test_int8_minilm_vectors_do_not_depend_on_the_batch(minilm):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -176,3 +178,40 @@ def test_rerank_runs_every_query_with_and_without_the_reranker(tmp_path):
     assert reranked == pytest.approx(sum(r["scores"]["keyword+rr"]["ndcg@10"] for r in report["queries"]) / 3)
     text = quality.format_report(report)
     assert f"+rr: reranked by {reranker}" in text and "  kw+rr" in text
+
+
+def _git(*args: str | Path) -> None:
+    subprocess.run(["git", *map(str, args)], check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+def test_default_data_is_found_beside_the_main_checkout_from_a_worktree(tmp_path, monkeypatch):
+    """A linked worktree elsewhere (here `wt/feature`, as engineers make them) finds the benchmark next
+    to the main checkout's root, not next to its own; $HHG_BENCH_DATA wins over both."""
+    monkeypatch.delenv(semble.DATA_ENV, raising=False)
+    main, feature = tmp_path / "main", tmp_path / "wt" / "feature"
+    main.mkdir()
+    _git("-C", main, "init", "-q")
+    _git("-C", main, "commit", "-q", "--allow-empty", "-m", "first")
+    _git("-C", main, "worktree", "add", "-q", feature, "-b", "feature")
+    data = tmp_path / "shared" / "bench" / "semble"
+    data.mkdir(parents=True)
+    (data / "manifest.json").write_text('{"repos": []}')
+    assert semble.main_checkout(feature) == semble.main_checkout(main) == main
+    assert semble.default_data_dir(feature) == semble.default_data_dir(main) == data
+    assert semble.default_data_dir(tmp_path / "elsewhere") == tmp_path / "shared" / "bench" / "semble"
+    monkeypatch.setenv(semble.DATA_ENV, str(tmp_path / "mine"))
+    assert semble.default_data_dir(feature) == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("module", ["quality", "int8"])
+def test_a_missing_benchmark_is_a_clear_usage_error(tmp_path, capsys, module):
+    from hhg_mlx.bench import int8
+
+    main = {"quality": quality.main, "int8": int8.main}[module]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.endswith(f"error: no benchmark in {tmp_path} (manifest.json missing); "
+                                            f"pass --data DIR or set {semble.DATA_ENV}\n")

@@ -46,10 +46,18 @@ def repos(tmp_path):
         return made[-1]
 
     yield make
-    for root in made:
-        worker.stop(root, timeout=5)
-    pids = {int(line.split()[0]) for line in stub_log(tmp_path / "stub.log")}
-    assert not [pid for pid in pids if worker.alive(pid)], "a worker outlived its test"
+    # A worker may still be starting when its search returns (a loaded machine starts it seconds later):
+    # stop again until every worker that ran is gone, within a generous bound.
+    deadline = time.monotonic() + 60
+    while True:
+        for root in made:
+            worker.stop(root, timeout=5)
+        pids = {int(line.split()[0]) for line in stub_log(tmp_path / "stub.log")}
+        alive = [pid for pid in pids if worker.alive(pid)]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not alive, "a worker outlived its test"
 
 
 def stub_log(path: Path) -> list[str]:

@@ -30,6 +30,7 @@ from . import doc2code, semble, suites
 from .baseline import PlainBM25
 from .metrics import METRICS, K, Chunk, Row, answer_rank, block_scores, means
 from .scoring import ndcg
+from .semble import DATA_HELP, check_data_dir, default_data_dir
 from .suites import Case, Corpus
 
 SUITES = ("semble", "doc2code", "blocks")
@@ -191,13 +192,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="which queries to run: the tuning split, the held-out split, or all")
     p.add_argument("--repos", help="comma-separated repository or project names (default: all of each suite)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
-    p.add_argument("--data", type=Path, default=semble.default_data_dir(), help="the semble benchmark folder")
+    p.add_argument("--data", type=Path, default=default_data_dir(), help=DATA_HELP)
     p.add_argument("--work", type=Path, default=default_work_dir(),
                    help="where sources are unpacked, copied and indexed (default: ~/.cache/hhg/bench)")
     p.add_argument("--force", action="store_true", help="rebuild every index from scratch")
     args = p.parse_args(argv)
-    if not (args.data / "manifest.json").is_file():
-        p.error(f"no benchmark in {args.data} (manifest.json missing); pass --data")
+    if problem := check_data_dir(args.data):
+        p.error(problem)
     chosen = SUITES if args.suite == "all" else (args.suite,)
     repos = args.repos.split(",") if args.repos else None
     reports = []

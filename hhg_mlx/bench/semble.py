@@ -6,6 +6,7 @@ the work folder; `<checkout>/<benchmark_root>` is what gets indexed. Scoring is 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,14 +29,39 @@ class RepoSpec:
     pypi: str | None         # "NAME==VERSION" when the sdist is the source
 
 
-def default_data_dir() -> Path:
-    """The first `shared/bench/semble` folder next to this checkout or a folder above it (worktrees
-    live one level deeper than the main checkout)."""
-    here = Path(__file__).resolve().parents[2]
-    for folder in here.parents:
-        if (folder / "shared" / "bench" / "semble").is_dir():
-            return folder / "shared" / "bench" / "semble"
-    return here.parent / "shared" / "bench" / "semble"
+DATA_ENV = "HHG_BENCH_DATA"
+DATA_HELP = f"the semble benchmark folder (default: ${DATA_ENV}, else shared/bench/semble next to the repository)"
+CHECKOUT = Path(__file__).resolve().parents[2]         # the repository root, in a source checkout
+
+
+def default_data_dir(checkout: Path = CHECKOUT) -> Path:
+    """The semble benchmark folder: `$HHG_BENCH_DATA`, else `../shared/bench/semble` beside the
+    repository root, that of the main checkout when this one is a linked git worktree (which may
+    live anywhere); the first candidate when none holds the benchmark (see `check_data_dir`)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    candidates = [root.parent / "shared" / "bench" / "semble" for root in (checkout, main_checkout(checkout))]
+    return next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0])
+
+
+def main_checkout(checkout: Path) -> Path:
+    """The main working tree of the git repository `checkout` belongs to: `checkout` itself, or the
+    one a linked worktree (`git worktree add`) shares its repository with. Its `.git` is then a file
+    `gitdir: <main>/.git/worktrees/<name>`, whose `commondir` leads to `<main>/.git`."""
+    dot_git = checkout / ".git"
+    if not dot_git.is_file():
+        return checkout
+    gitdir = checkout / dot_git.read_text(encoding="utf-8").partition("gitdir:")[2].strip()
+    commondir = gitdir / "commondir"
+    common = gitdir / commondir.read_text(encoding="utf-8").strip() if commondir.is_file() else gitdir
+    return common.resolve().parent
+
+
+def check_data_dir(data: Path) -> str | None:
+    """Why `data` cannot serve as the benchmark folder, or None when it can."""
+    if (data / "manifest.json").is_file():
+        return None
+    return f"no benchmark in {data} (manifest.json missing); pass --data DIR or set {DATA_ENV}"
 
 
 def load_specs(data: Path) -> list[RepoSpec]:

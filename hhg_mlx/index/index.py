@@ -24,7 +24,7 @@ from ..tokens import STOP_WORDS, query_terms, terms
 from ..types import Filters, Hit
 from . import worker
 from .build import BuildProgress, BuildStats, run, scan, skip_counts
-from .embed import embed_missing
+from .embed import Window, embed_missing, pending_windows
 from .store import (DB_NAME, INDEX_DIR, SCHEMA_VERSION, BuildLock, Store, database_error, db_path,
                     remove_database)
 from .worker import EmbeddingStatus
@@ -84,7 +84,7 @@ class Index:
     def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
               progress: BuildProgress | None = None, encoder: Encoder | None = None,
               accept_license: bool = False, task: str | None = None, backend: str | None = None,
-              precision: str | None = None, wait: bool = True) -> "Index":
+              precision: str | None = None, wait: bool = True, embed: bool = True) -> "Index":
         """Create the index or bring it up to date. `model=None` keeps the index's model, else uses the
         default model when it is installed locally, else builds keyword-only. `force` starts afresh.
         `task` picks the prompt pair of models that have several; it is kept with the model.
@@ -95,10 +95,11 @@ class Index:
         `wait=False` returns after the keyword phase and leaves the embedding to the background worker,
         which loads the index's model by name (with `HHG_BACKGROUND=0` it embeds here, as `wait=True`).
         A running worker is stopped first by `force` and by another model; a failed or held one may
-        start again (this is an explicit build)."""
+        start again (this is an explicit build). `embed=False` runs the keyword phase only, loads no
+        encoder and starts no worker: the caller embeds (`batch.build_many` does, for many indexes)."""
         root = _directory(root)
         wait = wait or not worker.background_enabled()
-        options = (model, accept_license, task, backend, precision, encoder, wait)
+        options = (model, accept_license, task, backend, precision, encoder, wait and embed)
         # No index to keep a choice: choose (or fail) before creating or replacing anything on disk
         choice = _choose_model({}, *options) if force or not db_path(root).exists() else None
         with BuildLock(root, LOCK_WAIT_S):
@@ -120,7 +121,7 @@ class Index:
                     with store.transaction():
                         store.set_meta(**values)
                 worker.reset(store)
-                idx.last_stats = idx._run(progress, wait)
+                idx.last_stats = idx._run(progress, wait, embed)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
         return idx
@@ -134,14 +135,14 @@ class Index:
             self.last_stats = self._run(progress, wait or not worker.background_enabled())
         return self.last_stats
 
-    def _run(self, progress: BuildProgress | None, wait: bool) -> BuildStats:
-        """The keyword phase, then the embedding phase here (`wait`) or in the background worker."""
+    def _run(self, progress: BuildProgress | None, wait: bool, embed: bool = True) -> BuildStats:
+        """The keyword phase, then (`embed`) the embedding phase here (`wait`) or in the background worker."""
         store = self._store
         try:
             key = _vector_key(store.meta())
             stats = run(store, self.root, model=key, progress=progress)
             meta = store.meta()
-            missing = key is not None and meta.get("embedded") != key
+            missing = embed and key is not None and meta.get("embedded") != key
             if missing and wait:
                 try:
                     with worker.foreground(store, self.root):
@@ -159,22 +160,42 @@ class Index:
             self._writes += 1
 
     @_sqlite_errors
-    def embed(self, progress: BuildProgress | None = None) -> int:
+    def embed(self, progress: BuildProgress | None = None, *, shared_cache: bool | None = None) -> int:
         """Embed, in this process, every window without a vector for the index's model: one committed
         batch at a time, in `embed.pending_windows` order, new windows from concurrent builds included.
-        Returns how many were embedded; ModelUnavailable when the model cannot be loaded. Builds call it
-        (or the background worker does); it takes no lock of its own."""
+        Texts in the per-user shared cache (`shared_cache`; None: as configured) are taken from it, the
+        others embedded and added to it. Returns how many windows the encoder embedded; ModelUnavailable
+        when the model cannot be loaded. Builds call it (or the background worker does); it takes no lock
+        of its own."""
+        from ..config import shared_cache_enabled
+        from .vector_cache import CachedEmbed, open_shared
+
         key = self.vector_key
         if not key:
             return 0
         encoder = self._query_encoder()
         if encoder is None:
             raise ModelUnavailable(self._encoder_error)
+        cache = None
+        if shared_cache_enabled(shared_cache):
+            cache, problem = open_shared(key, encoder.dim)
+            if problem:
+                self._notice(problem)
+        embed = CachedEmbed(cache, lambda: encoder.embed_documents) if cache else None
         try:
-            return embed_missing(self._store, key, encoder.embed_documents, encoder.dim, progress,
-                                 tokenize=getattr(encoder, "tokenize", None))
+            count = embed_missing(self._store, key, embed or encoder.embed_documents, encoder.dim, progress,
+                                  tokenize=getattr(encoder, "tokenize", None))
+            return embed.embedded if embed else count
         finally:
             self._writes += 1
+            if cache:
+                cache.close()
+
+    @_sqlite_errors
+    def pending(self) -> list[Window]:
+        """The windows still without a vector for the index's model, one per text, in embedding order."""
+        key = self.vector_key
+        return pending_windows(self._store, key) if key and self._store.meta().get("embedded") != key else []
 
     @_sqlite_errors
     def stop_worker(self) -> int | None:
@@ -370,9 +391,18 @@ class Index:
         """`load_encoder` keywords for the index's own model: model, task, and the backend and precision
         its vectors were made with; None for a keyword-only index. Front ends that load the model off
         their lock call `load_encoder(**args, download=False)`, then reopen with `encoder=`."""
+        choice = self.model_choice()
+        return encoder_args(choice) if choice else None
+
+    def model_choice(self) -> dict | None:
+        """The index's model as its builds recorded it: model, task, backend and precision (those two
+        None when not recorded); None for a keyword-only index."""
         meta = self._store.meta()
-        model = meta.get("model")
-        return _encoder_args(model, meta.get("task") or None, _stored_choice(meta)) if model else None
+        if not meta.get("model"):
+            return None
+        stored = _stored_choice(meta) or {}
+        return {"model": meta["model"], "task": meta.get("task") or None, "backend": stored.get("backend"),
+                "precision": stored.get("precision")}
 
     def _query_encoder(self) -> Encoder | None:
         meta = self._store.meta()
@@ -399,18 +429,25 @@ class Index:
 
     # -- status ----------------------------------------------------------------------------------
     @_sqlite_errors
+    def counts(self) -> dict:
+        """What the index holds, without looking at the tree: files, blocks, vectors (windows with a
+        vector for the index's model), model, dim, backend."""
+        store = self._store
+        meta = store.meta()
+        ok = store.conn.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0]
+        backend = _backend_label(meta) or getattr(self._encoder, "backend", None)     # e.g. onnx (int8)
+        return {"files": ok, "blocks": store.count("blocks"), "vectors": store.count_vectors(_vector_key(meta)),
+                "model": meta.get("model"), "dim": int(meta["dim"]) if meta.get("dim") else None,
+                "backend": backend if meta.get("model") else None}
+
+    @_sqlite_errors
     def status(self) -> dict:
         store = self._store
         meta = store.meta()
         plan = scan(self.root, store.files())
-        ok = store.conn.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0]
         size = sum(p.stat().st_size for p in db_path(self.root).parent.iterdir() if p.is_file())
-        backend = _backend_label(meta) or getattr(self._encoder, "backend", None)     # e.g. onnx (int8)
         return {
-            "root": str(self.root), "files": ok, "blocks": store.count("blocks"),
-            "vectors": store.count_vectors(_vector_key(meta)), "model": meta.get("model"),
-            "dim": int(meta["dim"]) if meta.get("dim") else None,
-            "backend": backend if meta.get("model") else None, "rerank": meta.get("rerank") or None,
+            "root": str(self.root), **self.counts(), "rerank": meta.get("rerank") or None,
             "schema": SCHEMA_VERSION, "size_bytes": size,
             "built_at": _float(meta.get("built_at")), "updated_at": _float(meta.get("updated_at")),
             "stale": len(plan.changed) + len(plan.deleted), "skipped": skip_counts(store, plan),
@@ -470,12 +507,18 @@ def clean(path: str | Path, recursive: bool = False) -> list[Path]:
 def _directory(root: str | Path) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise IndexNotFound(f"{root}: no such directory")
+        raise IndexNotFound(f"{root}: not a folder" if path.exists() else f"{root}: no such directory")
     return path.resolve()
 
 
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
+
+
+def encoder_args(choice: dict) -> dict:
+    """`load_encoder` keywords for a `model_choice()`: its backend and precision when recorded, else auto."""
+    recorded = {"backend": choice["backend"], "precision": choice["precision"]} if choice["precision"] else None
+    return _encoder_args(choice["model"], choice["task"], recorded)
 
 
 def _encoder_args(model: str, task: str | None, choice: dict[str, str] | None) -> dict:
@@ -521,13 +564,17 @@ def _backend_label(meta: dict[str, str]) -> str | None:
 PRECISION_KEYS = {"int8": "int8/q8-block128"}
 
 
+def precision_key(precision: str | None) -> str | None:
+    """What vectors of `precision` are keyed by: its current scheme where it has one ("int8/q8-block128")."""
+    return PRECISION_KEYS.get(precision, precision)
+
+
 def _vector_key(meta: dict[str, str]) -> str | None:
     """What the index's vectors are keyed by: the model, the task when one was chosen (another task
     means other prompts, so other vectors) and the precision (int8 vectors are not fp32 vectors)."""
-    model, task, precision = meta.get("model"), meta.get("task"), meta.get("precision")
+    model, task, precision = meta.get("model"), meta.get("task"), precision_key(meta.get("precision"))
     if not model:
         return None
-    precision = PRECISION_KEYS.get(precision, precision)
     return model + (f"#task={task}" if task else "") + (f"#precision={precision}" if precision else "")
 
 

@@ -226,8 +226,8 @@ class Store:
         self.conn.close()
 
     # -- transactions and meta -------------------------------------------------------------------
-    def transaction(self) -> "_Transaction":
-        return _Transaction(self.conn)
+    def transaction(self) -> "Transaction":
+        return Transaction(self.conn)
 
     def meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta"))
@@ -410,7 +410,7 @@ def database_error(root: Path, err: sqlite3.DatabaseError) -> HhgError:
     return IndexCorrupt(f"{path} is damaged or not an index ({err}); run `hhg build --force {root}`")
 
 
-class _Transaction:
+class Transaction:
     """`with store.transaction():` — BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception
     (KeyboardInterrupt included), then the exception propagates."""
 

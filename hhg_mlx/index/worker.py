@@ -143,17 +143,23 @@ def start(store: Store, root: Path) -> int | None:
             record(store, embed_state="failed", embed_error=f"the embedding worker stopped {attempts} times before it "
                    "stored a batch (out of memory?)")
             return None
-        with open(index_dir(root) / LOG_NAME, "wb") as log:   # the worker's stderr: tracebacks of its failures
-            proc = subprocess.Popen([sys.executable, "-m", "hhg_mlx.index.worker", str(root), str(fd)],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                    pass_fds=(fd,), start_new_session=True, cwd=root)
-        _children.append(proc)
+        proc = spawn(["hhg_mlx.index.worker", str(root), str(fd)], index_dir(root) / LOG_NAME, root, pass_fds=(fd,))
         _write_owner(fd, proc.pid, "worker")
         record(store, embed_state="running", embed_pid=proc.pid, embed_error="", embed_attempts=attempts + 1,
                embed_rate="", embed_token_rate="")
         return proc.pid
     finally:
         os.close(fd)           # the worker holds the lock through its own copy
+
+
+def spawn(args: list[str], log: Path, cwd: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start `python -m ARGS` detached: a session of its own (it outlives the command and the terminal),
+    no input or output, its stderr (tracebacks of its failures) into `log`."""
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=fh, pass_fds=pass_fds, start_new_session=True, cwd=cwd)
+    _children.append(proc)
+    return proc
 
 
 def stop(root: Path, timeout: float = STOP_WAIT_S) -> int | None:

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from ..mlx_runtime import mx, nn
 
 
+class BaseModelArgs:
+    """`from_dict`: a dataclass of config.json fields, built from the whole config (other keys ignored)."""
+
+    @classmethod
+    def from_dict(cls, params: dict):
+        fields = inspect.signature(cls).parameters
+        return cls(**{k: v for k, v in params.items() if k in fields})
+
+
 @dataclass
-class ModelArgs:
+class ModelArgs(BaseModelArgs):
     hidden_size: int = 768
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
@@ -23,11 +32,6 @@ class ModelArgs:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
-
-    @classmethod
-    def from_dict(cls, params: dict) -> "ModelArgs":
-        fields = inspect.signature(cls).parameters
-        return cls(**{k: v for k, v in params.items() if k in fields})
 
 
 def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:

@@ -11,7 +11,8 @@ from .hub import is_installed, resolve_model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="known models with licence, commercial use and whether each is installed")
+    actions.add_parser("list", help="known models with size, dims, licence, commercial use, published scores "
+                                    "and whether each is installed")
     info = actions.add_parser("info", help="everything about one model, and where it is installed")
     info.add_argument("model", help="registry id, Hugging Face repo id or local folder")
     install = actions.add_parser("install", help="download a model into the Hugging Face cache")
@@ -31,12 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
 def format_list() -> str:
     """A table of the registry; `*` marks the default embedding model and the default reranker."""
-    header = ("", "ID", "KIND", "ARCH", "DIM", "SIZE", "LICENCE", "COMMERCIAL", "INSTALLED")
+    header = ("", "ID", "KIND", "ARCH", "DIM", "SIZE", "LICENCE", "COMMERCIAL", "PUBLISHED", "INSTALLED")
     defaults = (registry.DEFAULT_MODEL, registry.DEFAULT_RERANKER)
     rows = [header] + [
-        ("*" if info.id in defaults else "", info.id, info.kind, info.architecture, str(info.dim or "-"),
+        ("*" if info.id in defaults else "", info.id, info.kind, info.architecture, _dims(info),
          info.size or "-", info.license, _yes(info.commercial) + (" (opt-in)" if info.opt_in else ""),
-         _yes(is_installed(info.id)))
+         info.scores or "-", _yes(is_installed(info.id)))
         for info in registry.REGISTRY.values()
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -82,6 +83,11 @@ def _blas_note() -> str:
     except ImportError:
         return "MLX: not installed"
     return blas_note()
+
+
+def _dims(info: registry.ModelInfo) -> str:
+    """"768", "64-768" for a Matryoshka model, "-" for a reranker (no vectors)."""
+    return f"{min(info.matryoshka_dims)}-{info.dim}" if info.matryoshka_dims else str(info.dim or "-")
 
 
 def _yes(flag: bool) -> str:

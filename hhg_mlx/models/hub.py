@@ -19,8 +19,13 @@ _REPO_ID = re.compile(r"^[\w][\w.-]*/[\w][\w.-]*$")
 
 
 def resolve_model(model: str, *, download: bool) -> Path:
-    """A registry id, Hugging Face repo id or local folder → the local folder holding the model.
-    Raises `ModelUnavailable` (one line, with the fix) when there is no usable copy."""
+    """A registry id, Hugging Face repo id, local folder or GGUF file → the local folder holding the
+    model (a GGUF file is converted once into the user cache). Raises `ModelUnavailable` (one line,
+    with the fix) when there is no usable copy."""
+    if is_gguf_file(model):
+        from convert.from_gguf.cache import converted_folder
+
+        return converted_folder(model)
     folder = _local_folder(model)
     if folder is not None:
         return folder
@@ -33,13 +38,21 @@ def resolve_model(model: str, *, download: bool) -> Path:
     return _download(model, repo)
 
 
+def is_gguf_file(model: str) -> bool:
+    """`model` names a GGUF file (by its suffix: llama.cpp's files are always called *.gguf)."""
+    return str(model).lower().endswith(".gguf") and model not in registry.REGISTRY
+
+
 def is_repo_id(name: str) -> bool:
     """`name` has the form of a Hugging Face repo id (org/name)."""
     return bool(_REPO_ID.match(name))
 
 
 def is_installed(model: str) -> bool:
-    """A local model folder, or a complete copy in the Hugging Face cache. Never touches the network."""
+    """A local model folder or GGUF file, or a complete copy in the Hugging Face cache. Never touches
+    the network."""
+    if is_gguf_file(model):
+        return Path(model).expanduser().is_file()
     try:
         return _local_folder(model) is not None or _cached_snapshot(_repo_for(model)) is not None
     except ModelUnavailable:

@@ -1,8 +1,9 @@
-"""The MLX backend for encoder-only models (JinaBERT, BERT) and their cross-encoder rerankers: load
-a folder, run; pooling is the shared numpy `encoder.pool`, as for every backend."""
+"""The MLX backend for encoder-only models (JinaBERT, BERT, NomicBERT) and the cross-encoder rerankers
+of the first two: load a folder, run; pooling is the shared numpy `encoder.pool`, as for every backend."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from ..cross_encoder import PairScorer, check_one_logit
 from ..encoder import EncoderSpec, TextEncoder, pool
 from ..errors import ModelUnavailable, UnsupportedModel
 from ..mlx_runtime import mx, nn
-from . import bert, cross_encoder, jinabert
+from . import bert, cross_encoder, jinabert, nomic_bert
 from .folder import is_cross_encoder
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -52,21 +53,29 @@ def load_weights(folder: Path) -> dict[str, mx.array]:
     return weights
 
 
+def new_model(architecture: str, config: dict, weights: Mapping[str, mx.array] | None = None) -> nn.Module:
+    """The network for `architecture` and config.json, freshly initialised (MLX evaluates lazily,
+    so this costs no compute); the checkpoint's `weights`, when given, tell a JinaBERT variant
+    apart and give NomicBERT's padded widths."""
+    if architecture == "jinabert":
+        args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weights or ())})
+        return jinabert.Model(args)
+    if architecture == "bert":
+        return bert.Model(bert.ModelArgs.from_dict(config))
+    if architecture == "nomic_bert":
+        args = nomic_bert.checkpoint_args(config, weights) if weights else nomic_bert.ModelArgs.from_dict(config)
+        return nomic_bert.Model(args)
+    raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
+
+
 def build_model(architecture: str, config: dict, weights: dict[str, mx.array]) -> nn.Module:
     """The network for `architecture` with its checkpoint weights loaded (in the file's dtype): the
     encoder, or for a cross-encoder config (`*ForSequenceClassification`) the encoder with its
     pooler and one-logit classifier."""
-    if architecture == "jinabert":
-        args = jinabert.ModelArgs.from_dict({**config, "variant": jinabert.detect_variant(config, weights)})
-        model: nn.Module = jinabert.Model(args)
-    elif architecture == "bert":
-        args = bert.ModelArgs.from_dict(config)
-        model = bert.Model(args)
-    else:
-        raise UnsupportedModel(f"architecture {architecture!r} has no MLX encoder")
+    model = new_model(architecture, config, weights)
     if is_cross_encoder(config):
         check_one_logit(weights, config)
-        model = cross_encoder.Model(model, args.hidden_size)
+        model = cross_encoder.Model(model, config["hidden_size"])
     weights = model.sanitize(weights)
     stored = config.get("quantization")
     if stored:       # converted, already-quantised folder (mlx-lm's `quantization` config field)

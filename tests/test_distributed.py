@@ -1,0 +1,99 @@
+"""The embedding stage on Ray: a local cluster in this process (num_cpus=2, started once for the module),
+two MiniLM actors at fp32 on ONNX; vectors and search results identical to the single-process build,
+and an actor killed mid-run without a vector lost or written twice."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from batch_fixtures import FP32, contents, copies, needs_minilm, reference, results  # noqa: F401
+from hhg_mlx.errors import HhgError
+from hhg_mlx.index import batch
+from hhg_mlx.index.batch import build_many
+
+ray = pytest.importorskip("ray")
+pytestmark = needs_minilm
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+class Pools:
+    """An `open_pool` that starts two-actor Ray pools and records each chunk id they return."""
+
+    def __init__(self) -> None:
+        from hhg_mlx.distributed import RayPool
+
+        self.made: list[RayPool] = []
+        self.returned: Counter = Counter()
+        self._class = RayPool
+
+    def __call__(self, choice: dict):
+        pool = self._class(choice, "auto", actors=2)
+        self.made.append(pool)
+        real_map = pool.map
+
+        def map(chunks, progress=None):
+            for chunk_id, vectors in real_map(chunks, progress):
+                self.returned[chunk_id] += 1
+                yield chunk_id, vectors
+        pool.map = map
+        return pool
+
+
+def test_ray_vectors_equal_the_single_process_build(tmp_path, cluster, reference, monkeypatch):
+    monkeypatch.setattr(batch, "EMBED_BATCH", 16)
+    roots = copies(reference, tmp_path)
+    pools = Pools()
+    result = build_many(roots, **FP32, open_pool=pools)
+    (pool,) = pools.made
+    assert result.loads == 2 and [a["backend"] for a in pool.info] == ["onnx", "onnx"]
+    assert result.texts.embedded == result.texts.unique and max(pools.returned.values()) == 1
+    for built, ref in zip(roots, reference):
+        assert contents(built) == contents(ref)
+        assert results(built) == results(ref)
+
+
+def test_an_actor_killed_mid_run_loses_nothing_and_writes_nothing_twice(tmp_path, cluster, reference, monkeypatch):
+    monkeypatch.setattr(batch, "EMBED_BATCH", 8)
+    roots = copies(reference, tmp_path)
+    pools = Pools()
+    killed = []
+
+    def kill_after_the_first_chunk(stage, done, total, note):
+        if stage == "embed" and done and not killed:
+            # the actor that just returned a chunk is running its next one (two are queued per actor)
+            killed.append(pools.made[0].last_actor)
+            ray.kill(killed[0])
+
+    result = build_many(roots, **FP32, open_pool=pools, progress=kill_after_the_first_chunk)
+    (pool,) = pools.made
+    assert killed and pool.retried >= 1                             # its queued chunk went to another actor
+    assert result.loads == 3                                        # two actors, then one replacement
+    chunks = -(-result.texts.unique // 8)
+    assert pools.returned == Counter(range(chunks))                 # every chunk returned exactly once
+    assert result.texts.embedded == result.texts.unique
+    for built, ref in zip(roots, reference):
+        assert contents(built) == contents(ref)
+
+
+def test_actors_that_would_make_other_vectors_are_refused():
+    from hhg_mlx.distributed import RayPool
+
+    pool = RayPool.__new__(RayPool)
+    pool.choice = {"model": "minilm", "task": None, "backend": "onnx", "precision": "int8"}
+    same = {"node": "mac-1", "backend": "onnx", "precision": "int8/q8-block128", "model": "minilm", "dim": 384}
+    assert pool._check([same, {**same, "node": "mac-2"}]) == [same, {**same, "node": "mac-2"}]
+    with pytest.raises(HhgError) as err:
+        pool._check([same, {**same, "node": "gpu-1", "backend": "onnx-cuda", "precision": "fp16"}])
+    assert str(err.value) == ("the Ray actor on gpu-1 runs minilm on onnx-cuda (fp16, 384 dims); the indexes need "
+                              "minilm at int8/q8-block128: every node must produce the same vectors")
+    with pytest.raises(HhgError) as err:          # an older hhg's int8 (per-batch dynamic) makes other vectors
+        pool._check([same, {**same, "node": "mac-old", "precision": "int8"}])
+    assert str(err.value).startswith("the Ray actor on mac-old runs minilm on onnx (int8, 384 dims); the indexes "
+                                     "need minilm at int8/q8-block128")
