@@ -53,6 +53,7 @@ examples:
   hhg "token refresh" --exclude 'tests/*' --code-only
   hhg "rate limiter" --json --no-content | jq '.[0].file'
   hhg -l "database migration"                 only the files, best first
+  hhg "digest auth header" --explain -n 3     why each hit ranked where it did
   hhg src/upload.py#retry_upload              code similar to a definition
   hhg src/upload.py:120                       code similar to the block at line 120
   hhg --rerank "how are failed uploads retried"   rerank the top 20 with a cross-encoder (kept)
@@ -78,6 +79,9 @@ def _search_parser() -> argparse.ArgumentParser:
                      help="show the first N non-blank lines of each hit (default 3; 0: headers only)")
     out.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour paths, names and matched words (auto: when stdout is a terminal)")
+    out.add_argument("--explain", action="store_true",
+                     help="show why each hit ranked where it did: BM25 per field, cosine, fusion and every factor "
+                          "(with --json: a \"why\" object per hit)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress and no notices on stderr")
     flt = p.add_argument_group("filters (applied before the top-N cut)")
     flt.add_argument("-t", "--type", action="append", default=[], metavar="TYPES",
@@ -385,11 +389,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     asked = args.path or (similar["file"] if similar else "")
     show = PathStyle(root, absolute=os.path.isabs(asked))
     if args.json:
-        text = format_json(hits, show, content=not args.no_content)
+        text = format_json(hits, show, content=not args.no_content, why=args.explain)
     elif args.files_with_matches:
         text = format_files(hits, show, color=use_color(args.color, sys.stdout))
     else:
-        text = format_hits(hits, show, lines=args.context, color=use_color(args.color, sys.stdout), query=args.query)
+        text = format_hits(hits, show, lines=args.context, color=use_color(args.color, sys.stdout), query=args.query,
+                           why=args.explain)
     if hits or args.json:
         sys.stdout.write(text)
         sys.stdout.flush()

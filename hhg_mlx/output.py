@@ -69,10 +69,37 @@ def snippet(content: str, lines: int) -> list[str]:
     return [line if len(line) <= MAX_LINE else line[:MAX_LINE - 1] + "…" for line in shown]
 
 
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def why_lines(hit: Hit) -> list[str]:
+    """Why a hit ranked where it did (`--explain`), from `Hit.explain`: the score and every factor that
+    multiplied it, the BM25 score with its rank and each field's share, the cosine with its rank, how the
+    two were fused, the query words the block holds, and whether it defines the query's symbol."""
+    e = hit.explain or {}
+    factors = " ".join(f"×{_num(v)} {k}" for k, v in (e.get("boosts") or {}).items())
+    out = [f"score {_num(hit.score)}" + (f" = base {factors}" if factors else "")]
+    if e.get("bm25") is not None:
+        line = f"bm25 {_num(e['bm25'])}" + (f" (rank {e['bm25_rank']})" if e.get("bm25_rank") else "")
+        if e.get("bm25_fields"):
+            line += ": " + ", ".join(f"{k} {_num(v)}" for k, v in e["bm25_fields"].items())
+        out.append(line)
+    if e.get("cosine") is not None:
+        out.append(f"cosine {e['cosine']:.3f}" + (f" (rank {e['cosine_rank']})" if e.get("cosine_rank") else ""))
+    if e.get("fusion"):
+        out.append("fusion " + ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}" for k, v in e["fusion"].items()))
+    if e.get("terms"):
+        out.append("terms " + ", ".join(e["terms"]))
+    if e.get("defines_query"):
+        out.append("defines the query's symbol: listed first")
+    return out
+
+
 def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
-               pattern: re.Pattern[str] | None = None, span: bool = False) -> str:
-    """`path:line kind name` (with `span`: `path:line-end_line ...`) and the block's first lines,
-    indented by four spaces."""
+               pattern: re.Pattern[str] | None = None, span: bool = False, why: bool = False) -> str:
+    """`path:line kind name` (with `span`: `path:line-end_line ...`), with `why` the `why_lines` (marked
+    `why:`), then the block's first lines, indented by four spaces."""
     where = f"{hit.line}-{hit.end_line}" if span else str(hit.line)
     head = f"{_paint(path, 'path', color)}:{_paint(where, 'line', color)} {_paint(hit.kind, 'kind', color)}"
     if hit.name:
@@ -80,15 +107,16 @@ def format_hit(hit: Hit, path: str, *, lines: int = 3, color: bool = False,
     body = snippet(hit.content, lines)
     if color and pattern is not None:
         body = [pattern.sub(lambda m: _paint(m.group(0), "match", True), line) for line in body]
-    return "\n".join([head, *("    " + line for line in body)])
+    reasons = ["why: " + line for line in why_lines(hit)] if why else []
+    return "\n".join([head, *("    " + line for line in reasons + body)])
 
 
 def format_hits(hits: Sequence[Hit], show_path, *, lines: int = 3, color: bool = False, query: str = "",
-                span: bool = False) -> str:
-    """Every hit via `format_hit`; a blank line separates hits that show code."""
+                span: bool = False, why: bool = False) -> str:
+    """Every hit via `format_hit`; a blank line separates hits that show code or reasons."""
     pattern = query_pattern(query) if color else None
-    sep = "\n\n" if lines > 0 else "\n"
-    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern, span=span)
+    sep = "\n\n" if lines > 0 or why else "\n"
+    return sep.join(format_hit(h, show_path(h.file), lines=lines, color=color, pattern=pattern, span=span, why=why)
                     for h in hits) + "\n"
 
 
@@ -98,19 +126,22 @@ def format_files(hits: Iterable[Hit], show_path, *, color: bool = False) -> str:
     return "".join(_paint(show_path(f), "path", color) + "\n" for f in files)
 
 
-def hits_json(hits: Iterable[Hit], show_path, *, content: bool = True) -> list[dict]:
-    """`Hit.to_json()` objects with `file` shown by `show_path`: the `--json` array and the MCP tools' hits."""
+def hits_json(hits: Iterable[Hit], show_path, *, content: bool = True, why: bool = False) -> list[dict]:
+    """`Hit.to_json()` objects with `file` shown by `show_path`: the `--json` array and the MCP tools' hits;
+    with `why`, each has a `why` object: `Hit.explain`."""
     out = []
     for hit in hits:
         item = hit.to_json(content=content)
         item["file"] = show_path(hit.file)
+        if why:
+            item["why"] = hit.explain or {}
         out.append(item)
     return out
 
 
-def format_json(hits: Iterable[Hit], show_path, *, content: bool = True) -> str:
+def format_json(hits: Iterable[Hit], show_path, *, content: bool = True, why: bool = False) -> str:
     """A JSON array of `hits_json` objects, with `file` shown like the text output."""
-    return json.dumps(hits_json(hits, show_path, content=content), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(hits_json(hits, show_path, content=content, why=why), indent=2, ensure_ascii=False) + "\n"
 
 
 def _human_bytes(n: float) -> str:

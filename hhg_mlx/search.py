@@ -1,15 +1,18 @@
-"""Retrieval and ranking: BM25 over split identifiers, cosine over window vectors, reciprocal-rank
-fusion, then code-aware boosts and file-level evidence. Filters restrict both retrievers before any
-cut, so a filter never leaves fewer than k hits when k matching blocks exist.
+"""Retrieval and ranking: BM25 over split identifiers, cosine over window vectors, code-aware block
+factors, file-level evidence for each file's lead block, and score fusion of the keyword ranking with
+the cosine. Filters restrict both retrievers before any cut, so a filter never leaves fewer than k hits
+when k matching blocks exist.
 
-Every ranking constant lives in the block below; each was chosen by measurement on the train split
-of the semble benchmark subset (`python -m hhg_mlx.bench.quality --split train`).
+Every ranking constant lives in the block below; each was chosen by measurement on the train splits of
+all quality suites at once (`python -m hhg_mlx.bench.quality --split train`): the semble subset (file
+level), doc2code and blocks (block level), each beside a plain BM25 over the same blocks.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .index.languages import CODE_LANGUAGES, PROSE_LANGUAGES, matches_type
@@ -23,34 +26,48 @@ if TYPE_CHECKING:
 
 # ---- ranking constants -------------------------------------------------------------------------
 FIELD_WEIGHTS = (8.0, 3.0, 2.0, 1.0)   # bm25() weights of the FTS columns name, path, doc, body
-POOL = 100                             # candidates taken from each retriever before boosts (at least 3k)
-RRF_K = 5.0                            # reciprocal-rank fusion: score = sum(weight / (RRF_K + rank))
-# (the customary 60 flattens the top ranks: hybrid with all-MiniLM-L6-v2 on the train split 0.830 at 60, 0.876 at 5)
-FUSION_WEIGHTS = {"bm25": 1.0, "cosine": 1.0}
+FIELDS = ("name", "path", "doc", "body")
+POOL = 100                             # candidates taken from each retriever before any factor (at least 3k)
+# Block factors multiply a block's BM25 score (the keyword score); the PRIORS among them also its cosine.
 BOOSTS = {
-    "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs")
+    "exact_name": 2.0,       # the query is the block's name, in any case convention ("parse_args", "ParseArgs"),
+                             # or its qualified name ("HTTPHeaders parse_line")
     "name_in_query": 1.5,    # an identifier of the query is the block's name
-    "name_terms": 1.25,      # every part of the block's (multi-part) name is a query term
+    "name_terms": 1.5,       # raised to the share (>= 1/2) of the parts of a multi-part name that the query holds
     "definition": 1.2,       # functions, methods and classes over module code, sections and chunks
-    "noise_path": 0.5,       # tests, examples, vendored and generated code, unless the query asks for them
+    "class": 0.8,            # class headers, below the methods that do the work
+    "noise_path": 0.5,       # tests (files or test modules), examples, vendored, generated code and migrations,
+                             # unless the query asks for them
     "prose": 0.5,            # documentation and text: a query in words is more often about the code
+    "declaration": 0.5,      # type stubs and declaration files (.pyi, .d.ts): the implementation is elsewhere
 }
-# File-level evidence, applied to every block of a file (see `file_factors`): support from the file's
-# other blocks (their scores, the j-th best weighted FILE_DECAY**j, over the best one's), a factor
-# 1 + FILE_NAME per query word that names the file ("config" ~ config.lua), and REPEAT**j for the
-# file's j-th best block so that one file's blocks rarely crowd the other files out of the top k.
+PRIORS = ("definition", "class", "noise_path", "prose", "declaration")
+# File-level evidence raises each file's lead block (its best keyword score), never the file's other blocks,
+# so a file that answers in several places leads while its second block keeps its own rank (`file_factors`):
+# support from the file's other blocks (their scores, the j-th weighted FILE_DECAY**j, over the lead's)
+# to the power FILE_SUPPORT, and 1 + FILE_NAME when a query word names the file ("config" ~ config.lua; once,
+# however many words do: "cache capacity, 0 disables caching" must not lift every block of cache.rs twice).
 FILE_DECAY = 0.8
 FILE_BLOCKS = 10
-FILE_NAME = 1.0
-REPEAT = 0.3
+FILE_SUPPORT = 0.35
+FILE_NAME = 0.5
+# Hybrid: keyword score / the best keyword score + weight * the cosine min-max scaled over the vector pool,
+# weight = SEMANTIC + SEMANTIC_UNCOVERED * (1 - the largest share of the query's words that one of the
+# best keyword blocks holds): the fewer of its words the code holds, the more the query's meaning counts.
+SEMANTIC = 0.15
+SEMANTIC_UNCOVERED = 0.6
+COVERAGE_BLOCKS = 10
 DEFINITION_KINDS = frozenset({"function", "method", "class"})
 NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
-                         "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark"})
+                         "vendor", "vendored", "generated", "mock", "mocks", "fixture", "fixtures", "benchmark",
+                         "migration", "migrations"})
 _NOISE_DIRS = r"tests?|testing|__tests__|specs?|examples?|samples?|vendor|vendored|third_party|node_modules|" \
-              r"generated|__generated__|fixtures?|mocks?|benchmarks?"
+              r"generated|__generated__|fixtures?|mocks?|benchmarks?|migrations"
 _NOISE_FILES = r"test_[^/]*|[^/]*_tests?\.[^/]*|[^/]*\.(?:test|spec)\.[^/]*|conftest\.py|[^/]*_pb2\.py|" \
                r"[^/]*\.pb\.go|[^/]*_generated\.[^/]*|[^/]*\.generated\.[^/]*"
-NOISE_PATH = re.compile(rf"(?:^|/)(?:{_NOISE_DIRS})/|(?:^|/)(?:{_NOISE_FILES})$", re.IGNORECASE)
+NOISE_PATH = re.compile(rf"(?:^|/)_?(?:{_NOISE_DIRS})/|(?:^|/)(?:{_NOISE_FILES})$", re.IGNORECASE)
+NOISE_NAME = re.compile(r"(?:^|\.)tests?\.", re.IGNORECASE)     # inside a test module (Rust's `mod tests`)
+DECLARATION_PATH = re.compile(r"\.pyi$|\.d\.[cm]?ts$")
 _IDENT = re.compile(r"[^\W\d][\w.]*")
 _ALNUM = re.compile(r"[^\W_]+")
 _NAME = re.compile(r"[^\W\d]\w*[?!]?")             # one identifier; Ruby's may end in ? or !
@@ -74,8 +91,9 @@ class Ranked:
     score: float
     id: int
     path: str
-    boosts: dict[str, float]
-    evidence: float | None       # BM25 score times the block's boosts: what a file's support adds up
+    factors: dict[str, float]
+    keyword: float | None = None                          # BM25 times the block factors (and file factors)
+    fusion: dict[str, float | str] = field(default_factory=dict)
 
 
 class VectorMatrix:
@@ -209,6 +227,29 @@ def keyword(store: Store, words: list[str], n: int, allowed: set[int] | None,
     return store.conn.execute(" ".join(sql), args).fetchall()
 
 
+def field_scores(store: Store, words: list[str], ids: list[int]) -> dict[int, dict[str, float]]:
+    """Each block's BM25 from one FTS column at a time (its FIELD_WEIGHTS weight, the others 0): what each
+    field contributes to the block's `bm25` (the parts do not add up to it: BM25 saturates)."""
+    if not words or not ids:
+        return {}
+    columns = ", ".join(f"-bm25(fts, {', '.join(str(w if i == j else 0.0) for j, w in enumerate(FIELD_WEIGHTS))})"
+                        for i in range(len(FIELDS)))
+    rows = store.conn.execute(f"SELECT rowid, {columns} FROM fts WHERE fts MATCH ? AND rowid IN "
+                              "(SELECT value FROM json_each(?))", (fts_query(words), json.dumps(ids)))
+    return {r[0]: {field: round(max(score, 0.0), 6) for field, score in zip(FIELDS, r[1:])} for r in rows}
+
+
+def held_words(store: Store, words: list[str], ids: list[int]) -> dict[int, int]:
+    """How many of `words` each of the blocks `ids` holds (in any column)."""
+    out: dict[int, int] = {}
+    pool = json.dumps(ids)
+    for word in words:
+        for (block_id,) in store.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN "
+                                              "(SELECT value FROM json_each(?))", (fts_query([word]), pool)):
+            out[block_id] = out.get(block_id, 0) + 1
+    return out
+
+
 def compound_terms(query: str) -> list[str]:
     """Adjacent query words run together ("type adapter" -> "typeadapter"): they match the whole
     lowercased identifiers that the index holds next to their parts (TypeAdapter)."""
@@ -248,85 +289,116 @@ def file_name_matches(path: str, words: list[str]) -> int:
     or, from 4 letters, a prefix of one or the other ("config" ~ configuration.py, "recover" ~ recoverer.go)."""
     stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
     parts = {_stem(p) for p in (*split_identifier(stem), stem.lower()) if p}
-    count = 0
-    for word in map(_stem, words):
-        if any(word == p or (min(len(word), len(p)) >= 4 and (word.startswith(p) or p.startswith(word)))
-               for p in parts):
-            count += 1
-    return count
+    return sum(1 for word in map(_stem, words) if any(_same_word(word, p) for p in parts))
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Two stemmed words are one: equal, or from 4 letters one a prefix of the other."""
+    return a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
 
 
 @dataclass(frozen=True)
 class QueryShape:
-    """What the boosts need to know about a query, computed once per search."""
+    """What the block factors need to know about a query, computed once per search."""
 
     parts: tuple[str, ...]        # identifier parts of the whole query, in order
     idents: frozenset[str]        # identifiers as typed (lowercased), dotted names kept
-    words: frozenset[str]         # the BM25 terms
-    asks_noise: bool              # mentions tests, examples, vendored or generated code
+    stems: tuple[str, ...]        # `parts`, lightly stemmed
+    asks_noise: bool              # mentions tests, examples, vendored or generated code, or migrations
 
     @classmethod
     def of(cls, query: str, words: list[str]) -> "QueryShape":
         idents = [w.strip(".") for w in _IDENT.findall(query)]
         parts = tuple(p for w in idents for p in split_identifier(w.rsplit(".", 1)[-1]))
-        return cls(parts, frozenset(w.lower() for w in idents), frozenset(words), bool(NOISE_WORDS.intersection(words)))
+        return cls(parts, frozenset(w.lower() for w in idents), tuple(map(_stem, parts)),
+                   bool(NOISE_WORDS.intersection(words)))
 
 
-def boosts(shape: QueryShape, path: str, kind: str, name: str, language: str) -> dict[str, float]:
-    """The multiplicative boosts that apply to one block for this query (empty: none)."""
+def block_factors(shape: QueryShape, path: str, kind: str, name: str, language: str) -> dict[str, float]:
+    """The multiplicative factors (BOOSTS) that apply to one block for this query (empty: none)."""
     out: dict[str, float] = {}
     short = name.rsplit(".", 1)[-1]
     parts = split_identifier(short) if short else ()
     if parts and shape.parts and kind != "module":    # a module block borrows its class's name
-        if shape.parts == parts:
+        qualified = tuple(p for segment in name.split(".") for p in split_identifier(segment))
+        if shape.parts in (parts, qualified):
             out["exact_name"] = BOOSTS["exact_name"]
         elif short.lower() in shape.idents or name.lower() in shape.idents:
             out["name_in_query"] = BOOSTS["name_in_query"]
-        elif len(parts) > 1 and shape.words.issuperset(parts):
-            out["name_terms"] = BOOSTS["name_terms"]
+        elif len(parts) > 1:
+            share = sum(1 for p in parts if any(_same_word(_stem(p), q) for q in shape.stems)) / len(parts)
+            if share >= 0.5:
+                out["name_terms"] = BOOSTS["name_terms"] ** share
     if kind in DEFINITION_KINDS:
         out["definition"] = BOOSTS["definition"]
+    if kind == "class":
+        out["class"] = BOOSTS["class"]
     if language in PROSE_LANGUAGES:
         out["prose"] = BOOSTS["prose"]
-    if not shape.asks_noise and NOISE_PATH.search(path):
+    if not shape.asks_noise and (NOISE_PATH.search(path) or NOISE_NAME.search(name)):
         out["noise_path"] = BOOSTS["noise_path"]
+    if DECLARATION_PATH.search(path):
+        out["declaration"] = BOOSTS["declaration"]
     return out
 
 
 def file_factors(scored: list[Ranked], words: list[str]) -> None:
-    """Multiply each block's score by its file's evidence: keyword support from the file's other
-    blocks, query words naming the file, and REPEAT**j for the file's j-th best block; the factors
-    are recorded in the block's boosts. Support comes from BM25 only: cosines and fused ranks are too
-    flat to tell a file that answers in several places from a merely long one."""
+    """Raise each file's lead block (its best keyword score) by its file's evidence: keyword support from
+    the file's other blocks, and query words that name the file. The file's other blocks keep their own
+    scores, so a second answer in the same file is not buried. The factors are recorded in `factors`."""
     by_file: dict[str, list[Ranked]] = {}
     for item in scored:
-        by_file.setdefault(item.path, []).append(item)
+        if item.keyword is not None:
+            by_file.setdefault(item.path, []).append(item)
     for path, items in by_file.items():
-        items.sort(key=lambda item: (-item.score, item.id))
-        evidence = sorted((item.evidence for item in items if item.evidence is not None), reverse=True)
-        support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence[:FILE_BLOCKS])) / evidence[0] \
-            if evidence and evidence[0] > 0 else 1.0
-        named = file_name_matches(path, words)
-        for j, item in enumerate(items):
-            factors = {}
-            if support > 1.0:
-                factors["file_support"] = support
-            if named:
-                factors["file_name"] = 1.0 + FILE_NAME * named
-            if j:
-                factors["repeat"] = REPEAT ** j
-            for key, factor in factors.items():
-                item.score *= factor
-                item.boosts[key] = factor
+        lead = min(items, key=lambda item: (-item.keyword, item.id))
+        evidence = sorted((item.keyword for item in items), reverse=True)[:FILE_BLOCKS]
+        support = sum(e * FILE_DECAY ** j for j, e in enumerate(evidence)) / evidence[0] if evidence[0] > 0 else 1.0
+        named = file_name_matches(path, words) > 0
+        factors = {}
+        if support > 1.0:
+            factors["file_support"] = support ** FILE_SUPPORT
+        if named:
+            factors["file_name"] = 1.0 + FILE_NAME
+        for key, factor in factors.items():
+            lead.keyword *= factor
+            lead.score *= factor
+            lead.factors[key] = factor
+
+
+def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words: list[str],
+         unembedded: set[int]) -> None:
+    """Hybrid scores: keyword score / the best keyword score + weight * the block's cosine, min-max scaled
+    over the vector pool and multiplied by its PRIORS (see SEMANTIC); the parts go to `fusion`. A block
+    still `unembedded` (no vector yet) is not pushed down for it: its keyword share stands in for the cosine."""
+    top = max((item.keyword for item in scored if item.keyword is not None), default=0.0) or 1.0
+    cosines = [c.cosine for c in found.values() if c.cosine is not None]
+    low, high = min(cosines, default=0.0), max(cosines, default=0.0)
+    best = sorted((item for item in scored if item.keyword is not None), key=lambda i: (-i.keyword, i.id))
+    held = held_words(store, words, [item.id for item in best[:COVERAGE_BLOCKS]])
+    weight = SEMANTIC + SEMANTIC_UNCOVERED * (1.0 - max(held.values(), default=0) / len(words))
+    for item in scored:
+        cosine = found[item.id].cosine
+        keyword = item.keyword / top if item.keyword is not None else 0.0
+        semantic = 0.0
+        if item.id in unembedded:
+            semantic = keyword
+        elif cosine is not None and high > low:
+            semantic = (cosine - low) / (high - low) * math.prod(item.factors.get(k, 1.0) for k in PRIORS)
+        item.score = keyword + weight * semantic
+        item.fusion = {"keyword": round(keyword, 6), "semantic": round(semantic, 6), "weight": round(weight, 6)}
+        if item.id in unembedded:
+            item.fusion["semantic_from"] = "keyword: no vector yet"
 
 
 def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | None = None, *,
          vectors: VectorMatrix | None = None, query_vector: np.ndarray | None = None,
          exclude: int | None = None) -> list[Hit]:
     """Rank blocks for `words` (BM25) and/or `query_vector` (cosine); `query` is the user's text, used
-    for name boosts, compound terms and symbol lookup. With both retrievers the base score is
-    reciprocal-rank fusion, otherwise the retriever's own score; block boosts multiply it, then the
-    file factors (`file_factors`). A one-identifier query lists the definitions of that name first."""
+    for name factors, compound terms and symbol lookup. A block's keyword score is its BM25 score times
+    its block factors, each file's lead block then times its file factors; with both retrievers the
+    score fuses that with the cosine (`fuse`), with vectors alone it is the cosine times the block
+    factors. A one-identifier query lists the definitions of that name first, one per file."""
     allowed = allowed_files(store, filters)
     if allowed is not None and not allowed:
         return []
@@ -363,22 +435,14 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         if cand.id not in rows:        # deleted since the vector matrix was loaded
             continue
         path, start, end, kind, name, language = rows[cand.id]
-        if words and use_vectors:
-            # a pinned definition from outside the BM25 pool ranks as the pool's last
-            bm25_rank = cand.bm25_rank or (pool if cand.bm25 is not None else None)
-            if cand.id in unembedded:   # ranked by keyword alone, not penalised for the missing vector
-                base = sum(FUSION_WEIGHTS.values()) / (RRF_K + bm25_rank)
-            else:
-                ranks = (("bm25", bm25_rank), ("cosine", cand.cosine_rank))
-                base = sum(FUSION_WEIGHTS[key] / (RRF_K + r) for key, r in ranks if r is not None)
-        else:
-            base = cand.bm25 if cand.bm25 is not None else cand.cosine
-        applied = boosts(shape, path, kind, name, language)
-        product = 1.0
-        for factor in applied.values():
-            product *= factor
-        scored.append(Ranked(base * product, cand.id, path, applied, cand.bm25 * product if cand.bm25 else None))
+        factors = block_factors(shape, path, kind, name, language)
+        product = math.prod(factors.values())
+        keyword_score = cand.bm25 * product if cand.bm25 is not None else None
+        base = cand.bm25 if cand.bm25 is not None else cand.cosine
+        scored.append(Ranked(base * product, cand.id, path, factors, keyword_score))
     file_factors(scored, words)
+    if words and use_vectors:
+        fuse(store, scored, found, words, unembedded)
     if pinned:      # one definition per file leads; the file's other blocks rank on their scores
         lead: dict[str, Ranked] = {}
         for item in scored:
@@ -388,21 +452,25 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
     if filters is not None and filters.threshold is not None:
         scored = [item for item in scored if item.score >= filters.threshold]
     scored.sort(key=lambda item: (item.id not in pinned, -item.score, item.id))
-    scored = scored[:k]
+    return _hits(store, scored[:k], found, search_words, pinned)
 
+
+def _hits(store: Store, scored: list[Ranked], found: dict[int, Candidate], search_words: list[str],
+          pinned: set[int]) -> list[Hit]:
+    """The hits of the ranked blocks, each with its `explain`: what made its score (see README, --explain)."""
     texts = _block_rows(store, [item.id for item in scored], with_text=True)
-    hits = []
+    fields = field_scores(store, search_words, [item.id for item in scored if found[item.id].bm25 is not None])
     query_terms = set(search_words)
+    hits = []
     for item in scored:
         if item.id not in texts:       # deleted by a build that committed meanwhile
             continue
         cand = found[item.id]
         path, start, end, kind, name, language, text = texts[item.id]
         matched = sorted(query_terms.intersection(terms(f"{name} {path} {text}"))) if query_terms else []
-        fusion = ("rrf, keyword only: no vector yet" if item.id in unembedded else "rrf") if words and use_vectors else None
-        explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "cosine": cand.cosine,
-                   "cosine_rank": cand.cosine_rank, "fusion": fusion,
-                   "boosts": item.boosts, "terms": matched, "defines_query": item.id in pinned}
+        explain = {"bm25": cand.bm25, "bm25_rank": cand.bm25_rank, "bm25_fields": fields.get(item.id),
+                   "cosine": cand.cosine, "cosine_rank": cand.cosine_rank, "fusion": item.fusion or None,
+                   "boosts": item.factors, "terms": matched, "defines_query": item.id in pinned}
         hits.append(Hit(path, start, end, kind, name, float(item.score), text, language, explain))
     return hits
 

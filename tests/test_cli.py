@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -74,6 +75,26 @@ def test_text_output_is_grep_like_and_plain_when_piped(repo, env):
     assert [line.strip() for line in lines[1:]] == [line.strip() for line in shown]
     assert all(line.startswith("    ") for line in lines[1:])
     assert "\x1b[" not in proc.stdout
+
+
+def test_explain_shows_why_each_hit_ranked(repo, env):
+    """--explain: per hit the score as base times each factor, the BM25 score with its rank and each
+    field's share, and the matched terms; with --json the same facts as a `why` object per hit."""
+    hits = search_json("retry failed uploads", "--explain", "--mode", "keyword", "-n", "2", cwd=repo, env=env)
+    assert hits and all(set(h) == HIT_KEYS | {"why"} for h in hits)
+    why = hits[0]["why"]
+    assert set(why["bm25_fields"]) == {"name", "path", "doc", "body"} and why["bm25_rank"] >= 1
+    assert why["bm25"] >= max(why["bm25_fields"].values()) > 0
+    assert hits[0]["score"] == pytest.approx(why["bm25"] * math.prod(why["boosts"].values()))
+    proc = run_hhg("retry failed uploads", "--explain", "--mode", "keyword", "-n", "2", "-q", cwd=repo, env=env)
+    assert proc.returncode == 0 and proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{hits[0]['file']}:{hits[0]['line']} {hits[0]['kind']} {hits[0]['name']}"
+    factors = " ".join(f"×{v:.4g} {k}" for k, v in why["boosts"].items())
+    assert lines[1] == f"    why: score {hits[0]['score']:.4g} = base {factors}"
+    fields = ", ".join(f"{k} {v:.4g}" for k, v in why["bm25_fields"].items())
+    assert lines[2] == f"    why: bm25 {why['bm25']:.4g} (rank {why['bm25_rank']}): {fields}"
+    assert lines[3] == "    why: terms " + ", ".join(why["terms"])
 
 
 def test_color_always(repo, env):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from engine_fixtures import StubEncoder, make_repo, write_files
-from hhg_mlx import search as search_module
 from hhg_mlx.index import embed as embed_module
 from hhg_mlx.index import index as index_module
 from hhg_mlx.index.embed import embed_missing, pending_windows, write_batch
@@ -157,16 +156,19 @@ def test_hybrid_ranks_blocks_without_vectors_by_keyword_alone(tmp_path, no_worke
     assert idx._store.count("embeddings") == 0 and no_worker == [root.resolve()]
     embed_some(idx, enc, {"retry_failed_jobs"})
     hits = idx.search("retry failed uploads", k=5)
-    keyword = {(h.file, h.line): i + 1 for i, h in enumerate(idx.search("retry failed uploads", k=100, mode="keyword"))}
+    keyword_hits = idx.search("retry failed uploads", k=100, mode="keyword")
+    keyword_score = {(h.file, h.line): h.score for h in keyword_hits}
     unembedded = [h for h in hits if h.explain["cosine"] is None]
     assert unembedded and hits[0].name == "retry_failed_uploads"       # not pushed down for its missing vector
+    top = max(h.score for h in keyword_hits)
     for hit in unembedded:
-        rank = keyword[(hit.file, hit.line)]
-        fused = sum(search_module.FUSION_WEIGHTS.values()) / (search_module.RRF_K + rank)
-        assert hit.explain["fusion"] == "rrf, keyword only: no vector yet"
-        assert hit.score == pytest.approx(fused * math.prod(hit.explain["boosts"].values()))
+        fusion = hit.explain["fusion"]
+        share = keyword_score[(hit.file, hit.line)] / top        # its keyword share stands in for the cosine
+        assert fusion["semantic_from"] == "keyword: no vector yet"
+        assert fusion["keyword"] == fusion["semantic"] == pytest.approx(share, abs=1e-6)
+        assert hit.score == pytest.approx(share * (1 + fusion["weight"]))
     jobs = next(h for h in hits if h.name == "retry_failed_jobs")
-    assert jobs.explain["cosine"] is not None and jobs.explain["fusion"] == "rrf"
+    assert jobs.explain["cosine"] is not None and "semantic_from" not in jobs.explain["fusion"]
     covered = idx.session_notices[-1]
     assert covered == f"semantic search covers 1 of {idx._store.count('blocks')} blocks (" \
                       f"{100 // idx._store.count('blocks')}%); embedding is stopped; `hhg build` resumes it"

@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from hhg_mlx.bench.scoring import (Scored, Target, chunk_matches, heldout_texts, infer_category,
-                                   load_queries, ndcg, path_matches, summarize)
+from hhg_mlx.bench.metrics import Row, means
+from hhg_mlx.bench.scoring import Target, chunk_matches, infer_category, load_queries, ndcg, path_matches
+from hhg_mlx.bench.suites import heldout_by_hash
 
 L2, L3, L4, L5 = (math.log2(i) for i in (2, 3, 4, 5))
 
@@ -73,28 +74,30 @@ def test_only_top_ten_count_and_no_targets_is_zero():
 
 
 def test_repo_mean_then_unweighted_mean_over_repos():
-    scored = [Scored("r1", "symbol", False, 1.0), Scored("r1", "symbol", False, 1.0),
-              Scored("r1", "semantic", True, 0.0), Scored("r1", "architecture", False, 0.5),
-              Scored("r2", "semantic", False, 0.2), Scored("r2", "symbol", True, 0.6)]
-    s = summarize(scored)
+    rows = [Row("r1", "symbol", False, {"ndcg@10": 1.0}), Row("r1", "symbol", False, {"ndcg@10": 1.0}),
+            Row("r1", "semantic", True, {"ndcg@10": 0.0}), Row("r1", "architecture", False, {"ndcg@10": 0.5}),
+            Row("r2", "semantic", False, {"ndcg@10": 0.2}), Row("r2", "symbol", True, {"ndcg@10": 0.6})]
+    s = means(rows, ["ndcg@10"], per_group=True)
     r1, r2 = 2.5 / 4, 0.8 / 2
-    assert s["all"]["per_repo"] == pytest.approx({"r1": r1, "r2": r2})
-    assert s["all"]["overall"] == pytest.approx((r1 + r2) / 2)          # not the query mean 3.3/6
-    assert s["all"]["per_category"]["symbol"] == pytest.approx((1.0 + 0.6) / 2)
-    assert s["all"]["per_category"]["semantic"] == pytest.approx((0.0 + 0.2) / 2)
-    assert s["all"]["per_category"]["architecture"] == pytest.approx(0.5)   # only r1 has one
-    assert s["train"]["overall"] == pytest.approx((2.5 / 3 + 0.2) / 2)
-    assert s["heldout"]["overall"] == pytest.approx((0.0 + 0.6) / 2)
+    assert s["all"]["all"] == pytest.approx({"n": 6, "ndcg@10": (r1 + r2) / 2})     # not the query mean 3.3/6
+    assert s["all"]["symbol"]["ndcg@10"] == pytest.approx((1.0 + 0.6) / 2)
+    assert s["all"]["semantic"]["ndcg@10"] == pytest.approx((0.0 + 0.2) / 2)
+    assert s["all"]["architecture"] == pytest.approx({"n": 1, "ndcg@10": 0.5})       # only r1 has one
+    assert s["train"]["all"]["ndcg@10"] == pytest.approx((2.5 / 3 + 0.2) / 2)
+    assert s["heldout"]["all"]["ndcg@10"] == pytest.approx((0.0 + 0.6) / 2)
+    assert s["heldout"]["architecture"] == {"n": 0, "ndcg@10": None}
+    flat = means(rows, ["ndcg@10"], per_group=False)                                 # the block suites' rule
+    assert flat["all"]["all"]["ndcg@10"] == pytest.approx(3.3 / 6)
 
 
 def test_heldout_is_a_stable_third():
     texts = [f"query number {i}" for i in range(20)]
-    held = heldout_texts(texts)
+    held = heldout_by_hash(texts)
     assert len(held) == 7 and held <= set(texts)
     by_digest = sorted(texts, key=lambda t: hashlib.sha256(t.encode()).hexdigest())
     assert held == set(by_digest[:7])       # chosen by content digest: the same in every process
-    assert heldout_texts(list(reversed(texts))) == held                 # order does not matter
-    assert len(heldout_texts(texts[:3])) == 1
+    assert heldout_by_hash(list(reversed(texts))) == held                 # order does not matter
+    assert len(heldout_by_hash(texts[:3])) == 1
 
 
 def test_load_queries_merges_secondary_and_infers_category(tmp_path):

@@ -139,7 +139,7 @@ class HelpScreen(ModalScreen[None]):
 
 def explain_table(explain: dict) -> Table:
     """`Hit.explain` as a two-column table: known-empty entries are left out, a score's `_rank`
-    joins the score, dicts and lists are shown inline."""
+    joins the score, dicts and lists are shown inline (the boosts as factors: `definition ×1.2`)."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
@@ -147,7 +147,8 @@ def explain_table(explain: dict) -> Table:
         if value is None or (key.endswith("_rank") and key.removesuffix("_rank") in explain):
             continue
         if isinstance(value, dict):
-            text = ", ".join(f"{k} ×{_fmt(v)}" for k, v in value.items()) or "none"
+            mark = " ×" if key == "boosts" else " "
+            text = ", ".join(f"{k}{mark}{_fmt(v)}" for k, v in value.items()) or "none"
         elif isinstance(value, (list, tuple)):
             text = ", ".join(map(_fmt, value)) or "none"
         else:

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from .engine_perf import hhg_command
-from .quality import checkout, default_data_dir, default_work_dir, load_specs
+from .quality import default_work_dir
+from .semble import checkout, default_data_dir, load_specs
 
 
 def main() -> int:

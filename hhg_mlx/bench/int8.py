@@ -38,7 +38,8 @@ import numpy as np
 
 from ..encoder import pad_batch, token_budget_batches
 from .int8_options import OPTIONS, Feeds, layer_gemms
-from .quality import DATA_HELP, check_data_dir, checkout, default_data_dir, default_work_dir, load_specs
+from .quality import default_work_dir
+from .semble import DATA_HELP, check_data_dir, checkout, default_data_dir, load_specs
 from .scoring import load_queries
 from .speed import JINA_CODE_SHAPE
 

@@ -1,124 +1,62 @@
-"""Retrieval quality on the semble benchmark subset: NDCG@10 next to the published tools.
+"""Retrieval quality: every suite, hhg beside a plain BM25 over the same blocks, in one run.
 
-    python -m hhg_mlx.bench.quality [--repos a,b] [--mode keyword|semantic|hybrid] [--model M]
-                                    [--rerank [R]] [--split train|heldout|all] [--json] [--data DIR] [--work DIR]
+    python -m hhg_mlx.bench.quality [--suite all|semble|doc2code|blocks] [--model M] [--rerank [R]]
+                                    [--split train|heldout|all] [--repos a,b] [--json] [--data DIR] [--work DIR]
+                                    [--force]
 
-Each repository's source (a shipped tarball, else its PyPI sdist via `pip download`) is unpacked
-under the work folder, `<checkout>/<benchmark_root>` is indexed with `Index.build` and every query
-goes through `Index.search`, the path users get. Scoring follows `scoring.py`. With `--rerank`, every
-query is also searched with the cross-encoder reranking the top candidates, on the same index, and
-the report shows the scores with and without it.
+Suites: `semble` (the benchmark subset's file-level labels, NDCG@10 by its rule, `scoring.py`),
+`doc2code` (documentation's first sentence -> the definition it documented, `doc2code.py`) and `blocks`
+(hand-written queries on pinned open-source projects, `blocks.py`), both block level (`metrics.py`).
+Each corpus is indexed with `Index.build` and every query goes through `Index.search`, the path users
+get, in keyword mode and, with `--model`, in hybrid mode; `baseline.PlainBM25` answers the same queries
+from the same blocks. With `--rerank`, every hhg ranking is also run with the cross-encoder reranking
+its top candidates (`Index.search(..., rerank=R)`), on the same index, in the same run. Sources, copies
+and indexes (embeddings included) stay in the work folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import HhgError
-from .archives import unpack
-from .scoring import CATEGORIES, K, Chunk, Query, Scored, heldout_texts, load_queries, ndcg, summarize
+from . import doc2code, semble, suites
+from .baseline import PlainBM25
+from .metrics import METRICS, K, Chunk, Row, answer_rank, block_scores, means
+from .scoring import ndcg
+from .semble import DATA_HELP, check_data_dir, default_data_dir
+from .suites import Case, Corpus
 
-# Published configurations shown per repo; the overall table lists every tool in the file.
-REPO_COLUMNS = ("semble", "coderankembed_hybrid", "bm25", "colgrep", "ck")
-Search = Callable[[str], list[Chunk]]
-
-
-@dataclass(frozen=True, slots=True)
-class RepoSpec:
-    name: str
-    language: str
-    subpath: str | None      # benchmark_root inside the checkout; None = whole checkout
-    tarball: Path | None     # repos/<name>.tar.gz when shipped
-    pypi: str | None         # "NAME==VERSION" when the sdist is the source
-
-
-DATA_ENV = "HHG_BENCH_DATA"
-DATA_HELP = f"the semble benchmark folder (default: ${DATA_ENV}, else shared/bench/semble next to the repository)"
-
-
-CHECKOUT = Path(__file__).resolve().parents[2]         # the repository root, in a source checkout
-
-
-def default_data_dir(checkout: Path = CHECKOUT) -> Path:
-    """The semble benchmark folder: `$HHG_BENCH_DATA`, else `../shared/bench/semble` beside the
-    repository root, that of the main checkout when this one is a linked git worktree (which may
-    live anywhere); the first candidate when none holds the benchmark (see `check_data_dir`)."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    candidates = [root.parent / "shared" / "bench" / "semble" for root in (checkout, main_checkout(checkout))]
-    return next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0])
-
-
-def main_checkout(checkout: Path) -> Path:
-    """The main working tree of the git repository `checkout` belongs to: `checkout` itself, or the
-    one a linked worktree (`git worktree add`) shares its repository with. Its `.git` is then a file
-    `gitdir: <main>/.git/worktrees/<name>`, whose `commondir` leads to `<main>/.git`."""
-    dot_git = checkout / ".git"
-    if not dot_git.is_file():
-        return checkout
-    gitdir = checkout / dot_git.read_text(encoding="utf-8").partition("gitdir:")[2].strip()
-    commondir = gitdir / "commondir"
-    common = gitdir / commondir.read_text(encoding="utf-8").strip() if commondir.is_file() else gitdir
-    return common.resolve().parent
-
-
-def check_data_dir(data: Path) -> str | None:
-    """Why `data` cannot serve as the benchmark folder, or None when it can."""
-    if (data / "manifest.json").is_file():
-        return None
-    return f"no benchmark in {data} (manifest.json missing); pass --data DIR or set {DATA_ENV}"
+SUITES = ("semble", "doc2code", "blocks")
+FILE_LEVEL = {"semble"}            # scored by NDCG@10 over files, mean of per-repo means
+NDCG = ("ndcg@10",)
+Ranker = Callable[[str], list[Chunk]]
+MakeRankers = Callable[..., tuple[dict[str, Ranker], float, Callable[[], None]]]
 
 
 def default_work_dir() -> Path:
     return Path.home() / ".cache" / "hhg" / "bench"
 
 
-def load_specs(data: Path) -> list[RepoSpec]:
-    """The benchmark's repositories, in manifest order, with where to get each source."""
-    manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
-    specs = []
-    for entry in manifest["repos"]:
-        tarball = data / "repos" / f"{entry['name']}.tar.gz"
-        source = entry.get("source", "")
-        pypi = source.removeprefix("pypi:") if source.startswith("pypi:") else None
-        specs.append(RepoSpec(entry["name"], entry["language"], entry.get("subpath") or None,
-                              tarball if tarball.is_file() else None, pypi))
-    return specs
+def load_corpora(suite: str, data: Path, work: Path, repos: list[str] | None) -> list[Corpus]:
+    if suite == "semble":
+        return semble.corpora(data, work, repos)
+    if suite == "doc2code":
+        return doc2code.corpora(data, work, repos)
+    return suites.blocks_corpora(work / "blocks", repos)
 
 
-def checkout(spec: RepoSpec, work: Path) -> Path:
-    """The unpacked source of `spec` under `work`, fetched and unpacked on first use."""
-    if spec.tarball is not None:
-        top = work / spec.name
-        archive = spec.tarball
-    elif spec.pypi is not None:
-        name, version = spec.pypi.split("==")
-        top = work / f"{name}-{version}"
-        archive = work / "sdist" / f"{name}-{version}.tar.gz"
-        if not archive.is_file() and not top.is_dir():
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                            "--no-binary", ":all:", spec.pypi, "-d", str(archive.parent)], check=True)
-    else:
-        raise FileNotFoundError(f"{spec.name}: no tarball and no PyPI source")
-    if not top.is_dir():
-        work.mkdir(parents=True, exist_ok=True)
-        unpack(archive, work)
-    return top
-
-
-def engine_search(root: Path, *, mode: str, model: str | None, force: bool) -> tuple[Search, float]:
-    """Build (or update) the index of `root` and return its top-10 chunk search (closable) and the
-    build's seconds."""
+def engine_rankers(root: Path, *, model: str | None, force: bool, rerank: str | bool | None = None
+                   ) -> tuple[dict[str, Ranker], float, Callable[[], None]]:
+    """Index `root` (with `model`'s vectors when given) and return the rankers — plain BM25, hhg keyword
+    and, with a model, hhg hybrid; with `rerank` (a reranker, True: the default one) each hhg ranking also
+    reranked by it (`keyword+rr`, `hybrid+rr`) — the build's seconds, and a function that closes the index."""
     from hhg_mlx.errors import IndexCorrupt, SchemaMismatch
     from hhg_mlx.index.index import Index
 
@@ -127,103 +65,77 @@ def engine_search(root: Path, *, mode: str, model: str | None, force: bool) -> t
         idx = Index.build(root, model=model, force=force)
     except (SchemaMismatch, IndexCorrupt):       # left by another hhg version: start afresh
         idx = Index.build(root, model=model, force=True)
-    return _IndexSearch(idx, mode), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    baseline = PlainBM25.of_index(root)
+
+    def hhg(mode: str, reranker: str | bool = False) -> Ranker:
+        return lambda query: [(h.file, h.line, h.end_line) for h in idx.search(query, k=K, mode=mode, rerank=reranker)]
+
+    modes = ("keyword", "hybrid") if model else ("keyword",)
+    rankers = {"bm25": baseline.search, **{mode: hhg(mode) for mode in modes}}
+    if rerank:
+        rankers.update({f"{mode}+rr": hhg(mode, rerank) for mode in modes})
+    return rankers, seconds, idx.close
 
 
-class _IndexSearch:
-    def __init__(self, idx, mode: str, rerank: str | bool = False) -> None:
-        self.idx, self.mode, self.rerank = idx, mode, rerank
-
-    def __call__(self, query: str) -> list[Chunk]:
-        hits = self.idx.search(query, k=K, mode=self.mode, rerank=self.rerank)
-        return [(h.file, h.line, h.end_line) for h in hits]
-
-    def reranked(self, reranker: str | bool) -> "_IndexSearch":
-        """The same search on the same index, reranked by `reranker` (True: the default reranker)."""
-        return _IndexSearch(self.idx, self.mode, reranker)
-
-    def close(self) -> None:
-        self.idx.close()
+def score(file_level: bool, case: Case, chunks: list[Chunk]) -> dict[str, float]:
+    return {"ndcg@10": ndcg(chunks, case.targets)} if file_level else block_scores(answer_rank(chunks, case.targets))
 
 
-def run_repo(spec: RepoSpec, queries: list[Query], heldout: frozenset[str], search: Search) -> list[dict]:
-    """Score every query of one repo. Result paths are made checkout-relative, like the targets."""
-    prefix = f"{spec.subpath}/" if spec.subpath else ""
+def run_corpus(corpus: Corpus, rankers: dict[str, Ranker], file_level: bool) -> list[dict]:
+    """Every query of `corpus` through every ranker: scores, top results and milliseconds per ranker."""
     rows = []
-    for q in queries:
-        start = time.perf_counter()
-        chunks = [(prefix + path, a, b) for path, a, b in search(q.text)]
-        ms = (time.perf_counter() - start) * 1000
-        rows.append({"repo": spec.name, "query": q.text, "category": q.category,
-                     "heldout": q.text in heldout, "ndcg": ndcg(chunks, q.targets), "ms": ms,
-                     "top": [f"{p}:{a}-{b}" for p, a, b in chunks]})
+    for case in corpus.cases:
+        row = {"corpus": corpus.name, "query": case.text, "kind": case.kind, "heldout": case.heldout,
+               "note": case.note, "scores": {}, "top": {}, "ms": {}}
+        for name, search in rankers.items():
+            start = time.perf_counter()
+            chunks = [(corpus.prefix + path, a, b) for path, a, b in search(case.text)]
+            row["ms"][name] = (time.perf_counter() - start) * 1000
+            row["scores"][name] = score(file_level, case, chunks)
+            row["top"][name] = [f"{p}:{a}-{b}" for p, a, b in chunks]
+        rows.append(row)
     return rows
 
 
-def published_means(published: dict, repos: list[str]) -> dict[str, float]:
-    """Each tool's mean of its published per-repo NDCG@10 over `repos` (upstream averaging)."""
-    out = {}
-    for tool, info in published["tools"].items():
-        values = [info["per_repo_ndcg10"][r] for r in repos if r in info["per_repo_ndcg10"]]
-        if len(values) == len(repos):
-            out[tool] = sum(values) / len(values)
-    return out
-
-
-def run(data: Path, work: Path, *, repos: list[str] | None = None, mode: str = "keyword",
-        model: str | None = None, split: str = "all", force: bool = False, rerank: str | bool | None = None,
-        make_search: Callable[..., tuple[Search, float]] = engine_search,
+def run(suite: str, data: Path, work: Path, *, repos: list[str] | None = None, model: str | None = None,
+        rerank: str | bool | None = None, split: str = "all", force: bool = False,
+        make_rankers: MakeRankers = engine_rankers,
         log: Callable[[str], None] = lambda _: None) -> dict:
-    """Run the benchmark and return a report: summary, per-repo rows, per-query rows, published; with
-    `rerank` (a reranker name, or True for the default one) also `reranked`: the same queries' rows and
-    summary with the search's `reranked(rerank)`."""
-    specs = load_specs(data)
-    if repos:
-        unknown = set(repos) - {s.name for s in specs}
-        if unknown:
-            raise ValueError(f"unknown repos: {', '.join(sorted(unknown))}")
-        specs = [s for s in specs if s.name in repos]
-    rows, repo_rows, reranked_rows = [], [], []
-    for spec in specs:
-        queries = load_queries(data / "annotations" / f"{spec.name}.json")
-        heldout = heldout_texts([q.text for q in queries])
-        if split != "all":
-            queries = [q for q in queries if (q.text in heldout) == (split == "heldout")]
-        root = checkout(spec, work)
-        root = root / spec.subpath if spec.subpath else root
-        log(f"{spec.name}: indexing {root}")
-        search, index_s = make_search(root, mode=mode, model=model, force=force)
+    """One suite's report: per-ranker summary (by split and kind), per-corpus rows and per-query rows."""
+    file_level = suite in FILE_LEVEL
+    metrics = NDCG if file_level else METRICS
+    rows, corpus_rows, names = [], [], []
+    for corpus in load_corpora(suite, data, work, repos):
+        cases = tuple(c for c in corpus.cases if split == "all" or c.heldout == (split == "heldout"))
+        log(f"{suite}/{corpus.name}: indexing {corpus.root}")
+        rankers, index_s, close = make_rankers(corpus.root, model=model, force=force, rerank=rerank)
+        names = list(rankers)
         try:
-            got = run_repo(spec, queries, heldout, search)
-            if rerank:
-                log(f"{spec.name}: reranking")
-                reranked_rows.extend(run_repo(spec, queries, heldout, search.reranked(rerank)))
+            got = run_corpus(Corpus(corpus.name, corpus.language, corpus.root, cases, corpus.prefix), rankers, file_level)
         finally:
-            getattr(search, "close", lambda: None)()
+            close()
         rows.extend(got)
-        repo_rows.append({"repo": spec.name, "language": spec.language, "queries": len(got),
-                          "index_s": index_s, "query_ms_p50": statistics.median(r["ms"] for r in got)})
-    published = json.loads((data / "published_results.json").read_text(encoding="utf-8"))
-    names = [s.name for s in specs]
-    everything = set(names) == set(published["subset_repos"])
-    return {
-        "mode": mode, "model": model, "split": split, "repos": repo_rows, "queries": rows,
-        "summary": _summary(rows),
-        "reranked": {"reranker": rerank, "queries": reranked_rows, "summary": _summary(reranked_rows)}
-        if rerank else None,
-        "published": {
-            "overall": published_means(published, names),
-            "per_repo": {t: {r: published["tools"][t]["per_repo_ndcg10"].get(r) for r in names}
-                         for t in REPO_COLUMNS},
-            # upstream only gives category figures for semble, over all 19 repos
-            "semble_per_category": published["tools"]["semble"].get("subset_by_category") if everything else None,
-        },
-        "machine": f"{platform.machine()} {platform.system()}, {platform.python_version()}",
-    }
+        corpus_rows.append({"name": corpus.name, "language": corpus.language, "queries": len(got), "index_s": index_s,
+                            "heldout": bool(cases) and all(c.heldout for c in cases),
+                            "ms_p50": {n: statistics.median(r["ms"][n] for r in got) if got else None for n in names},
+                            "mean": {n: means([_row(r, n) for r in got], metrics, per_group=False)["all"]["all"]
+                                     for n in names}})
+    report = {"suite": suite, "level": "file" if file_level else "block", "metrics": list(metrics),
+              "model": model, "rerank": rerank, "split": split, "rankers": names, "corpora": corpus_rows, "queries": rows,
+              "summary": {n: means([_row(r, n) for r in rows], metrics, per_group=file_level) for n in names}}
+    if file_level:
+        report["published"] = semble.published(data, [c["name"] for c in corpus_rows])
+    return report
 
 
-def _summary(rows: list[dict]) -> dict:
-    return summarize([Scored(r["repo"], r["category"], r["heldout"], r["ndcg"]) for r in rows])
+def _row(row: dict, ranker: str) -> Row:
+    return Row(row["corpus"], row["kind"], row["heldout"], row["scores"][ranker])
+
+
+# --- text tables ------------------------------------------------------------------------------------------------
+
+LABELS = {"bm25": "BM25", "keyword": "hhg kw", "hybrid": "hhg hyb", "keyword+rr": "kw+rr", "hybrid+rr": "hyb+rr"}
 
 
 def _f(x: float | None) -> str:
@@ -231,62 +143,75 @@ def _f(x: float | None) -> str:
 
 
 def format_report(report: dict) -> str:
-    """The report as plain-text tables."""
-    s = report["summary"]
-    pub = report["published"]
-    lines = [f"hhg {report['mode']}" + (f" ({report['model']})" if report["model"] else "")
-             + f", split {report['split']}: NDCG@10 (mean of per-repo means)", ""]
-    head = f"{'repo':<12} {'lang':<10} {'n':>3} {'hhg':>6} {'train':>6} {'held':>6}"
-    head += "".join(f" {t[:8]:>8}" for t in REPO_COLUMNS) + f" {'index s':>8} {'p50 ms':>7}"
-    lines.append(head)
-    for r in report["repos"]:
-        name = r["repo"]
-        line = (f"{name:<12} {r['language']:<10} {r['queries']:>3} {_f(s['all']['per_repo'].get(name)):>6} "
-                f"{_f(s['train']['per_repo'].get(name)):>6} {_f(s['heldout']['per_repo'].get(name)):>6}")
-        line += "".join(f" {_f(pub['per_repo'][t][name]):>8}" for t in REPO_COLUMNS)
-        lines.append(line + f" {r['index_s']:>8.1f} {r['query_ms_p50']:>7.1f}")
-    lines += ["", f"{'category':<14} {'hhg':>6} {'train':>6} {'held':>6} {'semble':>7}"]
-    for c in CATEGORIES:
-        sem = (pub["semble_per_category"] or {}).get(c)
-        lines.append(f"{c:<14} {_f(s['all']['per_category'][c]):>6} {_f(s['train']['per_category'][c]):>6} "
-                     f"{_f(s['heldout']['per_category'][c]):>6} {_f(sem):>7}")
-    lines.append(f"{'overall':<14} {_f(s['all']['overall']):>6} {_f(s['train']['overall']):>6} "
-                 f"{_f(s['heldout']['overall']):>6} {_f(pub['overall'].get('semble')):>7}")
-    if report.get("reranked"):
-        r = report["reranked"]["summary"]
-        reranker = report["reranked"]["reranker"]
-        lines += ["", f"reranked by {'the default reranker' if reranker is True else reranker}: NDCG@10 without -> with",
-                  f"{'category':<14} {'all':>15} {'train':>15} {'held':>15}"]
-        for c in CATEGORIES:
-            lines.append(f"{c:<14}" + "".join(f" {_f(s[p]['per_category'][c])} -> {_f(r[p]['per_category'][c])}"
-                                              for p in ("all", "train", "heldout")))
-        lines.append(f"{'overall':<14}" + "".join(f" {_f(s[p]['overall'])} -> {_f(r[p]['overall'])}"
-                                                  for p in ("all", "train", "heldout")))
-    lines += ["", "published, same repos:"]
-    lines += [f"  {t:<32} {v:.3f}" for t, v in sorted(pub["overall"].items(), key=lambda kv: -kv[1])]
+    """One suite's report as plain-text tables: by kind and split, then by corpus."""
+    names, metrics = report["rankers"], report["metrics"]
+    n_queries = len(report["queries"])
+    held = [c["name"] for c in report["corpora"] if c["heldout"]]
+    how = ("NDCG@10 over files, mean of per-repo means" if report["level"] == "file"
+           else "block level: a hit is a result whose span holds the answer's first line; means over queries")
+    lines = [f"== {report['suite']}: {n_queries:,} queries in {len(report['corpora'])} corpora; {how}"
+             + (f"; model {report['model']}" if report["model"] else "")
+             + (f"; +rr: reranked by {'the default reranker' if report['rerank'] is True else report['rerank']}"
+                if report.get("rerank") else ""),
+             (f"   held out: {', '.join(held)}" if held else "   held out: a third of each corpus's queries"), ""]
+    width = 7 * len(names)
+    head = f"{'kind':<12} {'split':<7} {'n':>5}" + "".join(f"  {m:^{width}}" for m in metrics)
+    sub = f"{'':<12} {'':<7} {'':>5}" + "".join("  " + "".join(f"{LABELS.get(n, n):>7}" for n in names)
+                                                  for _ in metrics)
+    lines += [head, sub]
+    summary = {n: report["summary"][n] for n in names}
+    kinds = list(next(iter(summary.values()))["all"]) if summary else []
+    for kind in kinds:
+        for split in ("all", "train", "heldout"):
+            cell = {n: summary[n][split][kind] for n in names}
+            count = next(iter(cell.values()))["n"]
+            if not count:
+                continue
+            lines.append(f"{kind if split == 'all' else '':<12} {split:<7} {count:>5}"
+                         + "".join("  " + "".join(f"{_f(cell[n][m]):>7}" for n in names) for m in metrics))
+    main = metrics[-1]
+    lines += ["", f"{'corpus':<14} {'language':<12} {'n':>4}" + "".join(f"{LABELS.get(n, n):>8}" for n in names)
+              + f"   ({main})" + f"{'index s':>9}" + "".join(f"{'ms ' + LABELS.get(n, n):>12}" for n in names)]
+    for c in report["corpora"]:
+        lines.append(f"{c['name'][:14]:<14} {c['language'][:12]:<12} {c['queries']:>4}"
+                     + "".join(f"{_f(c['mean'][n][main]):>8}" for n in names) + " " * (len(main) + 5)
+                     + f"{c['index_s']:>9.1f}" + "".join(f"{c['ms_p50'][n] or 0:>12.1f}" for n in names))
+    if "published" in report:
+        lines += ["", "published, same repos:"]
+        lines += [f"  {t:<32} {v:.3f}" for t, v in sorted(report["published"]["overall"].items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hhg_mlx.bench.quality", description=__doc__.splitlines()[0])
-    p.add_argument("--repos", help="comma-separated repo names (default: all 19)")
-    p.add_argument("--mode", choices=("keyword", "semantic", "hybrid"), default="keyword")
-    p.add_argument("--model", help="embedding model for semantic/hybrid (registry id, HF id or folder)")
+    p.add_argument("--suite", choices=("all", *SUITES), default="all", help="which suite to run (default: all)")
+    p.add_argument("--model", help="embedding model: adds hhg's hybrid ranking (registry id, HF id or folder)")
     p.add_argument("--rerank", nargs="?", const=True, metavar="R",
-                   help="also run every query reranked by a cross-encoder: R (default jina-reranker-tiny)")
+                   help="also run every hhg ranking reranked by a cross-encoder: R (default: the default reranker)")
     p.add_argument("--split", choices=("train", "heldout", "all"), default="all",
-                   help="which queries to run: the tuning two thirds, the held-out third, or all")
+                   help="which queries to run: the tuning split, the held-out split, or all")
+    p.add_argument("--repos", help="comma-separated repository or project names (default: all of each suite)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--data", type=Path, default=default_data_dir(), help=DATA_HELP)
-    p.add_argument("--work", type=Path, default=default_work_dir(), help="where sources are unpacked and indexed")
+    p.add_argument("--work", type=Path, default=default_work_dir(),
+                   help="where sources are unpacked, copied and indexed (default: ~/.cache/hhg/bench)")
     p.add_argument("--force", action="store_true", help="rebuild every index from scratch")
     args = p.parse_args(argv)
     if problem := check_data_dir(args.data):
         p.error(problem)
+    chosen = SUITES if args.suite == "all" else (args.suite,)
+    repos = args.repos.split(",") if args.repos else None
+    reports = []
     try:
-        report = run(args.data, args.work, repos=args.repos.split(",") if args.repos else None, mode=args.mode,
-                     model=args.model, split=args.split, force=args.force, rerank=args.rerank,
-                     log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        for suite in chosen:
+            names = repos
+            if repos and args.suite == "all":    # names may belong to any suite: keep each suite's own
+                names = [r for r in repos if r in _names(suite, args.data, args.work)] or None
+                if names is None:
+                    continue
+            reports.append(run(suite, args.data, args.work, repos=names, model=args.model, rerank=args.rerank,
+                               split=args.split,
+                               force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True)))
     except ValueError as err:
         p.error(str(err))
     except subprocess.CalledProcessError as err:
@@ -295,8 +220,21 @@ def main(argv: list[str] | None = None) -> int:
     except HhgError as err:
         print(f"quality: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.json:
+        print(json.dumps({"suites": reports, "machine": _machine()}, indent=1))
+    else:
+        print("\n\n".join(map(format_report, reports)) + f"\n\n{_machine()}")
     return 0
+
+
+def _names(suite: str, data: Path, work: Path) -> set[str]:
+    if suite == "blocks":
+        return {c.name for c in suites.blocks_corpora(work / "blocks")}
+    return {s.name for s in semble.load_specs(data)}
+
+
+def _machine() -> str:
+    return f"{platform.machine()} {platform.system()}, Python {platform.python_version()}"
 
 
 if __name__ == "__main__":

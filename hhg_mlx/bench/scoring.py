@@ -5,21 +5,17 @@ A target is a file path, optionally with a 1-based inclusive line span. A result
 plus the other, and, for a span target, the chunk overlaps the span. A target is found at the
 rank of the first matching chunk; a rank where several targets are found counts once.
 Repo score = mean over its queries; overall = unweighted mean of repo scores; a category's
-score = mean over repos of each repo's mean for that category.
+score = mean over repos of each repo's mean for that category (`metrics.means(per_group=True)`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-K = 10
-CATEGORIES = ("architecture", "semantic", "symbol")
-Chunk = tuple[str, int, int]   # (path, start_line, end_line), 1-based inclusive
+from .metrics import K, Chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,47 +83,3 @@ def ndcg(chunks: Sequence[Chunk], targets: Sequence[Target], k: int = K) -> floa
     dcg = sum(1.0 / math.log2(r + 1) for r in ranks)
     idcg = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, len(targets)) + 1))
     return dcg / idcg
-
-
-def heldout_texts(texts: Sequence[str]) -> frozenset[str]:
-    """A deterministic third of one repo's queries, held out from tuning: the round(n/3) texts
-    with the smallest SHA-256. Depends only on the texts, so it is stable across runs."""
-    ordered = sorted(set(texts), key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
-    return frozenset(ordered[:round(len(ordered) / 3)])
-
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One query's score and where it belongs."""
-
-    repo: str
-    category: str
-    heldout: bool
-    ndcg: float
-
-
-def _mean(xs: Sequence[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def repo_means(scored: Iterable[Scored], *, category: str | None = None,
-               heldout: bool | None = None) -> dict[str, float]:
-    """Per-repo mean NDCG over the selected queries; repos with none selected are left out."""
-    by_repo: dict[str, list[float]] = defaultdict(list)
-    for s in scored:
-        if (category is None or s.category == category) and (heldout is None or s.heldout == heldout):
-            by_repo[s.repo].append(s.ndcg)
-    return {repo: sum(v) / len(v) for repo, v in by_repo.items()}
-
-
-def summarize(scored: Sequence[Scored]) -> dict:
-    """Overall, per-category and train/held-out figures, each a mean of per-repo means."""
-    def block(heldout: bool | None) -> dict:
-        per_repo = repo_means(scored, heldout=heldout)
-        return {
-            "overall": _mean(list(per_repo.values())),
-            "per_repo": per_repo,
-            "per_category": {c: _mean(list(repo_means(scored, category=c, heldout=heldout).values()))
-                             for c in CATEGORIES},
-        }
-    return {"all": block(None), "train": block(False), "heldout": block(True)}
