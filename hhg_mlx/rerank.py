@@ -2,10 +2,11 @@
 
 The cross-encoder reads the query together with each candidate (its path and name, then its source)
 and gives a raw relevance logit. A hit's new score is `sigmoid(logit)` times the ranking's
-non-textual factors that applied to it (noise paths, prose; see `search.boosts`), so tests, examples,
-vendored code and documentation stay below code as they do without reranking; the textual boosts
-(names, BM25 file support) are what the cross-encoder replaces. A one-identifier query's pinned
-definitions still lead. Needs numpy only: the reranker itself comes from `loader.load_reranker`.
+non-textual factors that applied to it (noise paths, prose, declaration files; see `search.boosts`),
+so tests, examples, vendored code, documentation and type stubs stay below code as they do without
+reranking; the textual boosts (names, BM25 file support) are what the cross-encoder replaces. A
+one-identifier query's pinned definitions still lead. Needs numpy only: the reranker itself comes from
+`loader.load_reranker`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .cross_encoder import Reranker
 
 DEPTH = 20                                  # fused candidates reranked by default (`--rerank-depth`)
-NON_TEXTUAL = ("noise_path", "prose")       # ranking factors kept after reranking
+NON_TEXTUAL = ("noise_path", "prose", "declaration")   # ranking factors kept after reranking
 
 
 def document(hit: Hit) -> str:

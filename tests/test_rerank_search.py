@@ -23,9 +23,11 @@ from hhg_mlx.models.registry import DEFAULT_RERANKER
 from hhg_mlx.types import Filters
 
 QUERY = "retry failed uploads"
-EXTRA = {   # a test file and a doc section that match the query: their factors must survive reranking
+EXTRA = {   # a test file, a type stub and a doc section that match the query: their factors must survive reranking
     "tests/test_upload.py": "def test_retry_failed_uploads():\n    assert Uploader(None).retry_failed_uploads() is None\n",
+    "stubs/upload.pyi": "class Uploader:\n    def retry_failed_uploads(self) -> None: ...\n",
 }
+KEPT = ("noise_path", "prose", "declaration")   # the non-textual factors reranking keeps
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def expected(reranker_dir: Path, query: str, candidates) -> list[tuple[str, int,
     logits = reference_logits(reranker_dir, ids, pad_tokens([p.type_ids for p in pairs])[0], mask)
     rows = []
     for hit, logit in zip(candidates, logits):
-        factor = math.prod(v for k, v in hit.explain["boosts"].items() if k in ("noise_path", "prose"))
+        factor = math.prod(v for k, v in hit.explain["boosts"].items() if k in KEPT)
         rows.append((hit.file, hit.line, factor / (1 + math.exp(-logit))))
     return sorted(rows, key=lambda row: -row[2])
 
@@ -82,10 +84,10 @@ def test_the_cross_encoder_reorders_the_fused_candidates(repo, reranker_dir, fp3
     np.testing.assert_allclose([h.score for h in got], [row[2] for row in want], rtol=1e-5)
     assert located(got) != located(candidates)                  # this model really reorders them
     boosts = [h.explain["boosts"] for h in got]
-    assert any(b.get("noise_path") == 0.5 for b in boosts) and any(b.get("prose") == 0.5 for b in boosts)
+    assert all(any(b.get(factor) == 0.5 for b in boosts) for factor in KEPT)
     top = got[0].explain
     assert top["reranker"] == str(reranker_dir) and top["fused_score"] in [h.score for h in candidates]
-    factor = math.prod(v for k, v in top["boosts"].items() if k in ("noise_path", "prose"))
+    factor = math.prod(v for k, v in top["boosts"].items() if k in KEPT)
     assert factor / (1 + math.exp(-top["rerank_logit"])) == pytest.approx(got[0].score)
 
 
