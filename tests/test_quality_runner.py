@@ -132,6 +132,16 @@ def test_block_suite_scores_hit_and_reciprocal_rank(tmp_path):
     assert "mrr@10" in quality.format_report(report)
 
 
+def test_a_corpus_with_no_query_in_the_split_is_not_indexed(tmp_path):
+    """doc2code holds out whole repositories: under --split heldout the one (training) repository has no
+    query, so it is neither indexed nor reported."""
+    data, work = make_benchmark(tmp_path)
+    make_rankers, seen = fake_engine({"keyword": {}})
+    report = quality.run("doc2code", data, work, split="heldout", make_rankers=make_rankers)
+    assert seen == [] and report["queries"] == [] and report["corpora"] == []
+    assert "0 queries in 0 corpora" in quality.format_report(report)
+
+
 def test_real_engine_keyword_and_plain_bm25(tmp_path):
     """The real engine end to end: unambiguous queries score 1, a query with no matching word 0; the
     doc2code copy has lost the sampled docstring, and both rankers find the function by its code."""

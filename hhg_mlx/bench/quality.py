@@ -108,6 +108,8 @@ def run(suite: str, data: Path, work: Path, *, repos: list[str] | None = None, m
     rows, corpus_rows, names = [], [], []
     for corpus in load_corpora(suite, data, work, repos):
         cases = tuple(c for c in corpus.cases if split == "all" or c.heldout == (split == "heldout"))
+        if not cases:      # e.g. doc2code's held-out repositories under --split train: nothing to index
+            continue
         log(f"{suite}/{corpus.name}: indexing {corpus.root}")
         rankers, index_s, close = make_rankers(corpus.root, model=model, force=force, rerank=rerank)
         names = list(rankers)
