@@ -200,12 +200,14 @@ def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architectu
                       "model_id": settings.model_id or (info.id if info else given)}
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
         manifest.update(_encoder_settings(given, src, info, architecture, settings))
+    layer_norm = settings.matryoshka_layer_norm      # the folder's own value wins, as when it is loaded
+    if layer_norm is None:
+        layer_norm = bool(info and info.matryoshka_layer_norm)
     manifest.update({
         # Matryoshka dims travel with the folder, so that converting it again (a local path) keeps them
         "dim": settings.dim,
         "matryoshka_dims": list(settings.matryoshka_dims or (info.matryoshka_dims if info else ())),
-        "matryoshka_layer_norm": bool(settings.matryoshka_layer_norm
-                                      or (info.matryoshka_layer_norm if info else False)),
+        "matryoshka_layer_norm": layer_norm,
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
         "source": {"model": given, **source},
