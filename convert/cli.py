@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | None, dict]:
     """A registry id, Hugging Face repo id or local folder: the folder (downloaded if need be), its
     registry entry and its source record (repo, revision, sha256 of the weights)."""
-    from hhg_mlx.models.folder import registry_info
+    from hhg_mlx.models.folder import registry_info, snapshot_repo
     from hhg_mlx.models.hub import resolve_model
 
     info = registry_info(given)
@@ -109,7 +109,7 @@ def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | N
         _accept_license(info, accept)
     return src, info, {
         "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
-        "revision": src.name if src.parent.name == "snapshots" else None,
+        "revision": src.name if snapshot_repo(src) else None,
         "sha256": {p.name: file_sha256(p) for p in sorted(src.glob("model*.safetensors"))},
     }
 
