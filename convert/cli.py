@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | None, dict]:
     """A registry id, Hugging Face repo id or local folder: the folder (downloaded if need be), its
     registry entry and its source record (repo, revision, sha256 of the weights)."""
-    from hhg_mlx.models.folder import registry_info
+    from hhg_mlx.models.folder import registry_info, snapshot_repo
     from hhg_mlx.models.hub import resolve_model
 
     info = registry_info(given)
@@ -109,7 +109,7 @@ def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | N
         _accept_license(info, accept)
     return src, info, {
         "repo": info.repo if info else (None if Path(given).expanduser().is_dir() else given),
-        "revision": src.name if src.parent.name == "snapshots" else None,
+        "revision": src.name if snapshot_repo(src) else None,
         "sha256": {p.name: file_sha256(p) for p in sorted(src.glob("model*.safetensors"))},
     }
 
@@ -200,12 +200,14 @@ def _write_hhg_json(out: Path, given: str, src: Path, info, settings, architectu
                       "model_id": settings.model_id or (info.id if info else given)}
     if architecture in ONNX_ARCHITECTURES:   # encoder settings; Qwen folders keep their own prompt files
         manifest.update(_encoder_settings(given, src, info, architecture, settings))
+    layer_norm = settings.matryoshka_layer_norm      # the folder's own value wins, as when it is loaded
+    if layer_norm is None:
+        layer_norm = bool(info and info.matryoshka_layer_norm)
     manifest.update({
         # Matryoshka dims travel with the folder, so that converting it again (a local path) keeps them
         "dim": settings.dim,
         "matryoshka_dims": list(settings.matryoshka_dims or (info.matryoshka_dims if info else ())),
-        "matryoshka_layer_norm": bool(settings.matryoshka_layer_norm
-                                      or (info.matryoshka_layer_norm if info else False)),
+        "matryoshka_layer_norm": layer_norm,
         "dtype": summary["dtype"],
         "quantization": summary["quantization"] and {k: summary["quantization"][k] for k in ("bits", "group_size")},
         "source": {"model": given, **source},

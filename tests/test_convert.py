@@ -124,6 +124,16 @@ def test_onnx_int8_file_in_converted_folder(tmp_path, minilm, minilm_vectors):
     assert np.concatenate([cosines(docs, minilm_vectors[0]), cosines(queries, minilm_vectors[1])]).min() >= 0.99
 
 
+def test_folders_own_matryoshka_layer_norm_wins_over_the_registry_entry(tmp_path):
+    """A folder naming nomic-v1.5 but saying `matryoshka_layer_norm: false` converts and loads without it."""
+    src = make_nomic_bert(tmp_path / "src", sentence_transformers=False)
+    (src / "hhg.json").write_text(json.dumps({"model_id": "nomic-v1.5", "matryoshka_layer_norm": False}))
+    out = tmp_path / "out"
+    assert convert(str(src), out) == 0
+    assert json.loads((out / "hhg.json").read_text())["matryoshka_layer_norm"] is False
+    assert load_encoder(str(out), backend="mlx").spec.matryoshka_layer_norm is False
+
+
 def test_nomic_registry_model_converts_with_its_settings(tmp_path, hf_cache):
     """nomic-v1.5 from the (offline) Hugging Face cache → float16 MLX weights, int8 and fp32 ONNX files,
     and an hhg.json that carries the registry's pooling, prefixes and Matryoshka recipe, so the folder

@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registry id, Hugging Face repo id or folder; repeat to compare models in one run "
                         "(default: jina-code-v2 if installed, else a random model of its shape)")
     parser.add_argument("--random", action="store_true",
-                        help="random weights of each model's shape instead of the model (no download; "
-                        "JinaBERT and NomicBERT registry models)")
+                        help="random weights instead of the model (no download; JinaBERT and NomicBERT registry "
+                        "models, at jina-code-v2's and CodeRankEmbed's shapes)")
     parser.add_argument("--backends", metavar="LIST", type=lambda s: [b for b in s.split(",") if b],
                         help=f"comma-separated, from: {', '.join(BACKENDS)} (default: what this machine runs)")
     parser.add_argument("--batch", type=int, default=32, help="texts per batch of the fixed workload (default 32)")
@@ -138,7 +138,8 @@ def model_folder(model: str | None, *, random: bool = False, reranker: bool = Fa
     with tempfile.TemporaryDirectory(prefix="hhg-bench-") as tmp:
         folder = write_random_jinabert(Path(tmp), reranker=True) if reranker \
             else RANDOM_WRITERS[info.architecture](Path(tmp))
-        yield f"{info.id} (random weights)", folder
+        shape = registry.DEFAULT_RERANKER if reranker else RANDOM_SHAPES[info.architecture]
+        yield f"{info.id} (random weights" + ("" if info.id == shape else f" of {shape}'s shape") + ")", folder
 
 
 def _random_tensors(seed: int, std: float) -> tuple[dict[str, np.ndarray], Callable[..., None]]:
@@ -227,6 +228,7 @@ def write_random_jinabert(folder: Path, seed: int = 0, std: float = 0.02, *, rer
 
 RANDOM_WRITERS: dict[str, Callable[[Path], Path]] = {"jinabert": write_random_jinabert,
                                                      "nomic_bert": write_random_nomic_bert}
+RANDOM_SHAPES = {"jinabert": "jina-code-v2", "nomic_bert": "coderank"}   # the registry model each writer's shape is
 
 
 def write_random_code_model(folder: Path) -> Path:
