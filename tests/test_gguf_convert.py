@@ -244,6 +244,23 @@ def test_build_with_a_gguf_model(tmp_path, capsys):
     assert hits[0]["file"].endswith("upload.py") and hits[0]["name"] == "retry_upload"
 
 
+
+def test_a_relative_gguf_path_is_recorded_absolute(tmp_path, monkeypatch, capsys):
+    """`hhg build --model ./FILE.gguf` keeps the file's absolute path, so a search started in another
+    folder still finds the model."""
+    _, path = source_and_gguf(tmp_path, "bert")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "upload.py").write_text("def retry_upload(self, path, max_tries=3):\n    return self.request(path)\n")
+    monkeypatch.chdir(path.parent)
+    assert main(["build", "-q", str(repo), "--model", f"./{path.name}", "--backend", "mlx"]) == 0
+    monkeypatch.chdir(repo)
+    assert main(["status", "--json", "."]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == str(path.resolve())
+    assert main(["--mode", "semantic", "--json", "retry upload", "."]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "retry_upload"
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -587,6 +587,14 @@ def _installed_default_model() -> str | None:
     return DEFAULT_MODEL if is_installed(DEFAULT_MODEL) else None
 
 
+def _local_model(model: str) -> bool:
+    """`model` names a model on this disk (a folder or a GGUF file): the index records it absolute, so
+    searches from other working directories find it."""
+    from ..models.hub import is_gguf_file
+
+    return Path(model).is_dir() or (is_gguf_file(model) and Path(model).is_file())
+
+
 def _choose_model(meta: dict[str, str], model: str | None, accept_license: bool, task: str | None,
                   backend: str | None, precision: str | None, encoder: Encoder | None,
                   load: bool) -> tuple[dict[str, str], Encoder | None]:
@@ -601,7 +609,7 @@ def _choose_model(meta: dict[str, str], model: str | None, accept_license: bool,
         choice = {"backend": getattr(encoder, "backend", ""), "precision": getattr(encoder, "precision", "")}
     else:
         if model is not None:
-            chosen = str(Path(model).resolve()) if Path(model).is_dir() else model
+            chosen = str(Path(model).resolve()) if _local_model(model) else model
             _check_license(chosen, accept_license)
         else:
             chosen = meta.get("model") or _installed_default_model()
