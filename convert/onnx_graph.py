@@ -79,9 +79,11 @@ class Dims:
 
     @classmethod
     def from_config(cls, config: Mapping) -> "Dims":
+        default_eps = nomic_config.field(config, "layer_norm_epsilon") if config.get("model_type") == "nomic_bert" \
+            else 1e-12                                                     # each family's own config default
         config = bert_names(dict(config))
         return cls(config["hidden_size"], config["num_attention_heads"], config["num_hidden_layers"],
-                   config["intermediate_size"], float(config.get("layer_norm_eps", 1e-12)))
+                   config["intermediate_size"], float(config.get("layer_norm_eps", default_eps)))
 
     @property
     def head_dim(self) -> int:

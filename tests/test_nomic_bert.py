@@ -127,6 +127,19 @@ def test_missing_fields_mean_the_original_defaults(make_checkpoint, tmp_path, ba
         load_encoder(str(folder), backend=backend)
 
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_missing_layer_norm_epsilon_is_nomic_bert_s_default(make_checkpoint, tmp_path, backend):
+    """config.json without `layer_norm_epsilon` is NomicBertConfig's 1e-5 (not BERT's 1e-12) on every
+    backend. A small hidden size makes the layer-norm variance small enough for eps to show."""
+    source = make_checkpoint("nomic_bert", heads=4, hidden=32, seed=7)
+    folder = _with_config(source, tmp_path, {"layer_norm_epsilon": None})
+    (tmp_path / "explicit").mkdir()
+    explicit = _with_config(source, tmp_path / "explicit", {"layer_norm_epsilon": 1e-5})
+    ids, mask = _batch(folder)
+    got = load_encoder(str(folder), backend=backend).embed_ids(ids, mask)
+    assert _max_diff(got, explicit, ids, mask) < FP32_TOL
+
 def test_nomic_cross_encoder_is_refused(make_checkpoint, tmp_path):
     """NomicBERT has no reranker head here: a `*ForSequenceClassification` config is a one-line error."""
     from hhg_mlx import load_reranker
