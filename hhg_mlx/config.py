@@ -24,11 +24,14 @@ def config_path() -> Path:
 def read_config() -> dict:
     path = config_path()
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
         raise ConfigUnreadable(f"cannot read {path}: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigUnreadable(f"cannot read {path}: not a JSON object")
+    return config
 
 
 def write_config(config: dict) -> None:

@@ -251,3 +251,23 @@ def test_one_progress_line_counts_texts_and_repositories(tmp_path):
 
     bar = ProgressBar(io.StringIO(), enabled=True)
     assert bar.render("embed", 400, 1000, 2.0, "3/19 repos").endswith(" 400/1,000  3/19 repos  200 blocks/s  ETA 0:03")
+
+
+def test_no_shared_cache_holds_for_a_single_folder_embedded_in_the_background(tmp_path):
+    """`hhg build --no-shared-cache ROOT` without --wait: whatever embeds in the background afterwards
+    neither reads nor fills the per-user cache (the variable and the config would turn it on)."""
+    from cli_fixtures import worker_env
+    from engine_fixtures import make_repo
+
+    env = {**worker_env(tmp_path, delay=0.001), "HHG_SHARED_CACHE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    root = make_repo(tmp_path / "one", {}, fillers=6)
+    proc = run_hhg("build", str(root), "--model", "stub-slow", "--no-shared-cache", cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    deadline, state = time.monotonic() + 120, None
+    while state != "done" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with Index.open(root) as idx:
+            state = idx.embedding_status().state
+    with Index.open(root) as idx:
+        assert state == "done" and idx.counts()["vectors"] == idx._store.count("windows") > 0
+    assert not list((tmp_path / "cache").rglob("*.sqlite"))

@@ -175,3 +175,24 @@ def test_two_processes_read_and_write_one_store_at_once(folder, tmp_path):
         got = cache.get([digest(t) for t in expected])
         assert cache.count() == len(expected) == len(got)
         assert all(np.array_equal(got[digest(t)], vector_of(t)) for t in expected)
+
+
+def test_the_switch_flag_over_variable_over_config_file(tmp_path, monkeypatch):
+    """`--no-shared-cache` beats HHG_SHARED_CACHE, which beats the config's `shared_cache`; a config file
+    that is not a JSON object is a one-line error, not a crash."""
+    from hhg_mlx.config import shared_cache_enabled
+    from hhg_mlx.errors import ConfigUnreadable
+
+    monkeypatch.setenv("HHG_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("HHG_SHARED_CACHE")
+    assert shared_cache_enabled() is True                              # no config file: on
+    (tmp_path / "config.json").write_text('{"shared_cache": false}')
+    assert (shared_cache_enabled(), shared_cache_enabled(True)) == (False, True)
+    monkeypatch.setenv("HHG_SHARED_CACHE", "yes")
+    assert (shared_cache_enabled(), shared_cache_enabled(False)) == (True, False)
+    monkeypatch.setenv("HHG_SHARED_CACHE", "Off")
+    assert shared_cache_enabled() is False
+    monkeypatch.delenv("HHG_SHARED_CACHE")
+    (tmp_path / "config.json").write_text("[]")
+    with pytest.raises(ConfigUnreadable, match=r"^cannot read .*config\.json: not a JSON object$"):
+        shared_cache_enabled()

@@ -160,6 +160,7 @@ def build_many(roots: Sequence[str | Path], model: str | None = None, *, force: 
         note = f"repo {i + 1}/{len(roots)}" if len(roots) > 1 else ""
         options = dict(model=model, force=force, accept_license=accept_license, task=task, backend=backend,
                        precision=precision, encoder=encoder, wait=False, embed=background and len(roots) == 1,
+                       shared_cache=shared_cache,
                        progress=lambda stage, done, total: report(stage, done, total, note))
         target = _failing_alone(result, lambda: _keyword_phase(Path(root), result, options))
         if target is not None:

@@ -84,7 +84,8 @@ class Index:
     def build(cls, root: str | Path, model: str | None = None, *, force: bool = False,
               progress: BuildProgress | None = None, encoder: Encoder | None = None,
               accept_license: bool = False, task: str | None = None, backend: str | None = None,
-              precision: str | None = None, wait: bool = True, embed: bool = True) -> "Index":
+              precision: str | None = None, wait: bool = True, embed: bool = True,
+              shared_cache: bool | None = None) -> "Index":
         """Create the index or bring it up to date. `model=None` keeps the index's model, else uses the
         default model when it is installed locally, else builds keyword-only. `force` starts afresh.
         `task` picks the prompt pair of models that have several; it is kept with the model.
@@ -96,7 +97,9 @@ class Index:
         which loads the index's model by name (with `HHG_BACKGROUND=0` it embeds here, as `wait=True`).
         A running worker is stopped first by `force` and by another model; a failed or held one may
         start again (this is an explicit build). `embed=False` runs the keyword phase only, loads no
-        encoder and starts no worker: the caller embeds (`batch.build_many` does, for many indexes)."""
+        encoder and starts no worker: the caller embeds (`batch.build_many` does, for many indexes).
+        `shared_cache` (None: as configured) says whether its embedding, here or in the worker, uses the
+        per-user embedding cache."""
         root = _directory(root)
         wait = wait or not worker.background_enabled()
         options = (model, accept_license, task, backend, precision, encoder, wait and embed)
@@ -121,7 +124,7 @@ class Index:
                     with store.transaction():
                         store.set_meta(**values)
                 worker.reset(store)
-                idx.last_stats = idx._run(progress, wait, embed)
+                idx.last_stats = idx._run(progress, wait, embed, shared_cache)
                 with store.transaction():
                     store.set_meta(built_at=time.time())
         return idx
@@ -135,8 +138,10 @@ class Index:
             self.last_stats = self._run(progress, wait or not worker.background_enabled())
         return self.last_stats
 
-    def _run(self, progress: BuildProgress | None, wait: bool, embed: bool = True) -> BuildStats:
-        """The keyword phase, then (`embed`) the embedding phase here (`wait`) or in the background worker."""
+    def _run(self, progress: BuildProgress | None, wait: bool, embed: bool = True,
+             shared_cache: bool | None = None) -> BuildStats:
+        """The keyword phase, then (`embed`) the embedding phase here (`wait`) or in the background worker,
+        with the shared embedding cache as `shared_cache` says (None: as configured)."""
         store = self._store
         try:
             key = _vector_key(store.meta())
@@ -146,7 +151,7 @@ class Index:
             if missing and wait:
                 try:
                     with worker.foreground(store, self.root):
-                        stats.embedded = self.embed(progress)      # (rewrites the snapshot at the end)
+                        stats.embedded = self.embed(progress, shared_cache=shared_cache)   # (rewrites the snapshot)
                     return stats
                 except ModelUnavailable as err:
                     self._notice(f"new blocks were not embedded: {err}")
@@ -154,7 +159,7 @@ class Index:
                                             or meta.get("snapshot_model") != key):
                 store.save_snapshot(key, int(meta["dim"]))      # new blocks' cached vectors, deleted blocks
             if missing and not wait:
-                worker.start(store, self.root)
+                worker.start(store, self.root, shared_cache)
             return stats
         finally:
             self._writes += 1

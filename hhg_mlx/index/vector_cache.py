@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..encoder import Progress
-
-    Embed = Callable[..., np.ndarray]     # embed(texts, progress=None) -> (n, dim) unit vectors
+    from .embed import Embed
 
 BUSY_TIMEOUT_MS = 60_000       # how long a writer waits for another process's write transaction
 LOOKUP_BATCH = 10_000          # hashes per lookup query

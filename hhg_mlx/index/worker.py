@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..config import SHARED_CACHE_ENV
 from ..errors import HhgError, IndexLocked
 from .store import Store, index_dir, try_lock
 
@@ -126,9 +127,10 @@ def embedding_status(store: Store, model: str | None) -> EmbeddingStatus:
                            meta.get("embed_error") or None if state == "failed" else None)
 
 
-def start(store: Store, root: Path) -> int | None:
+def start(store: Store, root: Path, shared_cache: bool | None = None) -> int | None:
     """Start the worker for the index at `root` unless one runs, background embedding is off, `hhg stop`
-    held it or it failed. Returns the new worker's pid, or None. The caller knows windows are missing."""
+    held it or it failed; it uses the shared embedding cache as `shared_cache` says (None: as configured).
+    Returns the new worker's pid, or None. The caller knows windows are missing."""
     _reap()
     meta = store.meta()
     if not background_enabled() or meta.get("embed_held") or meta.get("embed_state") == "failed":
@@ -143,7 +145,9 @@ def start(store: Store, root: Path) -> int | None:
             record(store, embed_state="failed", embed_error=f"the embedding worker stopped {attempts} times before it "
                    "stored a batch (out of memory?)")
             return None
-        proc = spawn(["hhg_mlx.index.worker", str(root), str(fd)], index_dir(root) / LOG_NAME, root, pass_fds=(fd,))
+        env = None if shared_cache is None else {**os.environ, SHARED_CACHE_ENV: "1" if shared_cache else "0"}
+        proc = spawn(["hhg_mlx.index.worker", str(root), str(fd)], index_dir(root) / LOG_NAME, root, pass_fds=(fd,),
+                     env=env)
         _write_owner(fd, proc.pid, "worker")
         record(store, embed_state="running", embed_pid=proc.pid, embed_error="", embed_attempts=attempts + 1,
                embed_rate="", embed_token_rate="")
@@ -152,12 +156,13 @@ def start(store: Store, root: Path) -> int | None:
         os.close(fd)           # the worker holds the lock through its own copy
 
 
-def spawn(args: list[str], log: Path, cwd: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+def spawn(args: list[str], log: Path, cwd: Path, pass_fds: tuple[int, ...] = (),
+          env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `python -m ARGS` detached: a session of its own (it outlives the command and the terminal),
-    no input or output, its stderr (tracebacks of its failures) into `log`."""
+    no input or output, its stderr (tracebacks of its failures) into `log`; `env` None: this process's."""
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=fh, pass_fds=pass_fds, start_new_session=True, cwd=cwd)
+                                stderr=fh, pass_fds=pass_fds, start_new_session=True, cwd=cwd, env=env)
     _children.append(proc)
     return proc
 
