@@ -145,7 +145,7 @@ def no_worker(monkeypatch):
     """Background builds (`wait=False`) whose worker is not started: the tests embed by hand."""
     monkeypatch.setenv("HHG_BACKGROUND", "1")
     started = []
-    monkeypatch.setattr(index_module.worker, "start", lambda store, root: started.append(root))
+    monkeypatch.setattr(index_module.worker, "start", lambda store, root, shared_cache=None: started.append(root))
     return started
 
 
