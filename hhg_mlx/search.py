@@ -54,8 +54,11 @@ FILE_NAME = 0.5
 # Hybrid: keyword score / the best keyword score + weight * the cosine min-max scaled over the vector pool,
 # weight = SEMANTIC + SEMANTIC_UNCOVERED * (1 - the largest share of the query's words that one of the
 # best keyword blocks holds): the fewer of its words the code holds, the more the query's meaning counts.
+# A one-identifier query (`Router`, `parse_args`) asks for a name: its weight is SEMANTIC_SYMBOL, so the
+# cosine orders the blocks the keywords do not and breaks near-ties, but never outvotes the names.
 SEMANTIC = 0.15
 SEMANTIC_UNCOVERED = 0.6
+SEMANTIC_SYMBOL = 0.05
 COVERAGE_BLOCKS = 10
 DEFINITION_KINDS = frozenset({"function", "method", "class"})
 NOISE_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples", "sample", "samples",
@@ -367,16 +370,20 @@ def file_factors(scored: list[Ranked], words: list[str]) -> None:
 
 
 def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words: list[str],
-         unembedded: set[int]) -> None:
+         unembedded: set[int], *, one_identifier: bool = False) -> None:
     """Hybrid scores: keyword score / the best keyword score + weight * the block's cosine, min-max scaled
-    over the vector pool and multiplied by its PRIORS (see SEMANTIC); the parts go to `fusion`. A block
-    still `unembedded` (no vector yet) is not pushed down for it: its keyword share stands in for the cosine."""
+    over the vector pool and multiplied by its PRIORS (see SEMANTIC; SEMANTIC_SYMBOL for a `one_identifier`
+    query); the parts go to `fusion`. A block still `unembedded` (no vector yet) is not pushed down for it:
+    its keyword share stands in for the cosine."""
     top = max((item.keyword for item in scored if item.keyword is not None), default=0.0) or 1.0
     cosines = [c.cosine for c in found.values() if c.cosine is not None]
     low, high = min(cosines, default=0.0), max(cosines, default=0.0)
-    best = sorted((item for item in scored if item.keyword is not None), key=lambda i: (-i.keyword, i.id))
-    held = held_words(store, words, [item.id for item in best[:COVERAGE_BLOCKS]])
-    weight = SEMANTIC + SEMANTIC_UNCOVERED * (1.0 - max(held.values(), default=0) / len(words))
+    if one_identifier:
+        weight = SEMANTIC_SYMBOL
+    else:
+        best = sorted((item for item in scored if item.keyword is not None), key=lambda i: (-i.keyword, i.id))
+        held = held_words(store, words, [item.id for item in best[:COVERAGE_BLOCKS]])
+        weight = SEMANTIC + SEMANTIC_UNCOVERED * (1.0 - max(held.values(), default=0) / len(words))
     for item in scored:
         cosine = found[item.id].cosine
         keyword = item.keyword / top if item.keyword is not None else 0.0
@@ -406,10 +413,10 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
     found: dict[int, Candidate] = {}
     search_words = list(dict.fromkeys(words + compound_terms(query))) if words else []
     pinned: set[int] = set()
+    symbol = symbol_of(query) if search_words else None
     if search_words:
         for i, (block_id, score) in enumerate(keyword(store, search_words, pool, allowed, exclude)):
             found[block_id] = Candidate(block_id, bm25=score, bm25_rank=i + 1)
-        symbol = symbol_of(query)
         if symbol:
             pinned = set(definitions(store, symbol, allowed)) - {exclude}
             missing = sorted(pinned - found.keys())
@@ -442,7 +449,7 @@ def rank(store: Store, query: str, words: list[str], k: int, filters: Filters | 
         scored.append(Ranked(base * product, cand.id, path, factors, keyword_score))
     file_factors(scored, words)
     if words and use_vectors:
-        fuse(store, scored, found, words, unembedded)
+        fuse(store, scored, found, words, unembedded, one_identifier=symbol is not None)
     if pinned:      # one definition per file leads; the file's other blocks rank on their scores
         lead: dict[str, Ranked] = {}
         for item in scored:

@@ -203,6 +203,26 @@ def test_hybrid_adds_the_scaled_cosine_to_the_keyword_share(embedded, query, hel
         assert hit.score == pytest.approx(keyword.get(key, 0.0) / top + weight * semantic, abs=1e-5)
 
 
+@pytest.mark.parametrize("query", ["retry_with_backoff", "ConnectionHandler"])
+def test_a_one_identifier_query_gives_the_cosine_the_symbol_weight(embedded, query):
+    """A one-identifier query asks for a name: the cosine's weight is SEMANTIC_SYMBOL, below the weight
+    the coverage rule would give (at least SEMANTIC), and the fused scores follow the same formula."""
+    idx, _ = embedded
+    assert search_module.SEMANTIC_SYMBOL < search_module.SEMANTIC
+    keyword = {(h.file, h.line): h.score for h in idx.search(query, k=100, mode="keyword")}
+    cosine = {(h.file, h.line): h.explain["cosine"] for h in idx.search(query, k=100, mode="semantic")}
+    top, low, high = max(keyword.values()), min(cosine.values()), max(cosine.values())
+    hybrid = idx.search(query, k=10)
+    assert hybrid[0].name.rsplit(".", 1)[-1] == query
+    for hit in hybrid:
+        key = (hit.file, hit.line)
+        priors = math.prod(v for k, v in hit.explain["boosts"].items() if k in search_module.PRIORS)
+        semantic = (cosine[key] - low) / (high - low) * priors
+        assert hit.explain["fusion"]["weight"] == search_module.SEMANTIC_SYMBOL
+        assert hit.score == pytest.approx(keyword.get(key, 0.0) / top + search_module.SEMANTIC_SYMBOL * semantic,
+                                          abs=1e-5)
+
+
 def test_hybrid_without_vectors_degrades_to_keyword_with_one_notice(idx):
     assert idx.search("parse http request") == idx.search("parse http request", mode="keyword")
     idx.search("retry")
