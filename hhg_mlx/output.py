@@ -74,12 +74,13 @@ def _num(value: float) -> str:
 
 
 def why_lines(hit: Hit) -> list[str]:
-    """Why a hit ranked where it did (`--explain`), from `Hit.explain`: the score and every factor that
-    multiplied it, the BM25 score with its rank and each field's share, the cosine with its rank, how the
-    two were fused, the query words the block holds, and whether it defines the query's symbol."""
+    """Why a hit ranked where it did (`--explain`), from `Hit.explain`: how the score was made (BM25 or
+    cosine times every factor; in hybrid mode the keyword share plus the weighted semantic share, each
+    taken apart; after reranking the cross-encoder's sigmoid times the factors it keeps), the BM25 score
+    with its rank and each field's share, the cosine with its rank, the query words the block holds, and
+    whether it defines the query's symbol."""
     e = hit.explain or {}
-    factors = " ".join(f"×{_num(v)} {k}" for k, v in (e.get("boosts") or {}).items())
-    out = [f"score {_num(hit.score)}" + (f" = base {factors}" if factors else "")]
+    out = _score_lines(hit.score, e)
     if e.get("bm25") is not None:
         line = f"bm25 {_num(e['bm25'])}" + (f" (rank {e['bm25_rank']})" if e.get("bm25_rank") else "")
         if e.get("bm25_fields"):
@@ -87,12 +88,41 @@ def why_lines(hit: Hit) -> list[str]:
         out.append(line)
     if e.get("cosine") is not None:
         out.append(f"cosine {e['cosine']:.3f}" + (f" (rank {e['cosine_rank']})" if e.get("cosine_rank") else ""))
-    if e.get("fusion"):
-        out.append("fusion " + ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}" for k, v in e["fusion"].items()))
     if e.get("terms"):
         out.append("terms " + ", ".join(e["terms"]))
     if e.get("defines_query"):
         out.append("defines the query's symbol: listed first")
+    return out
+
+
+def _factors(boosts: dict[str, float], keys: Iterable[str] | None = None) -> str:
+    return "".join(f" ×{_num(v)} {k}" for k, v in boosts.items() if keys is None or k in keys)
+
+
+def _score_lines(score: float, e: dict) -> list[str]:
+    """The `score = ...` line and, for a fused score, one line for each of its two parts."""
+    from .rerank import NON_TEXTUAL
+    from .search import PRIORS
+
+    boosts, fusion = e.get("boosts") or {}, e.get("fusion") or {}
+    out = []
+    if "rerank_logit" in e:
+        out.append(f"score {_num(score)} = sigmoid(rerank logit {_num(e['rerank_logit'])})"
+                   f"{_factors(boosts, NON_TEXTUAL)}; {_num(e['fused_score'])} before reranking by {e['reranker']}")
+        score = e["fused_score"]
+    if not fusion:
+        base = f"bm25 {_num(e['bm25'])}" if e.get("bm25") is not None else f"cosine {_num(e.get('cosine') or 0.0)}"
+        return out + [f"score {_num(score)} = {base}{_factors(boosts)}"]
+    keyword, semantic, weight = fusion["keyword"], fusion["semantic"], fusion["weight"]
+    out.append(f"score {_num(score)} = keyword {_num(keyword)} + {_num(weight)} × semantic {_num(semantic)}")
+    if e.get("bm25") is not None:
+        out.append(f"keyword {_num(keyword)} = bm25 {_num(e['bm25'])}{_factors(boosts)}"
+                   f" / best keyword score {_num(fusion['best_keyword'])}")
+    if "semantic_from" in fusion:
+        out.append(f"semantic {_num(semantic)} = the keyword share (no vector yet)")
+    elif e.get("cosine") is not None and semantic:
+        out.append(f"semantic {_num(semantic)} = (cosine {e['cosine']:.3f} - {fusion['cosine_low']:.3f})"
+                   f" / ({fusion['cosine_high']:.3f} - {fusion['cosine_low']:.3f}){_factors(boosts, PRIORS)}")
     return out
 
 

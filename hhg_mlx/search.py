@@ -393,7 +393,8 @@ def fuse(store: Store, scored: list[Ranked], found: dict[int, Candidate], words:
         elif cosine is not None and high > low:
             semantic = (cosine - low) / (high - low) * math.prod(item.factors.get(k, 1.0) for k in PRIORS)
         item.score = keyword + weight * semantic
-        item.fusion = {"keyword": round(keyword, 6), "semantic": round(semantic, 6), "weight": round(weight, 6)}
+        item.fusion = {"keyword": round(keyword, 6), "semantic": round(semantic, 6), "weight": round(weight, 6),
+                       "best_keyword": round(top, 6), "cosine_low": round(low, 6), "cosine_high": round(high, 6)}
         if item.id in unembedded:
             item.fusion["semantic_from"] = "keyword: no vector yet"
 

@@ -78,7 +78,7 @@ def test_text_output_is_grep_like_and_plain_when_piped(repo, env):
 
 
 def test_explain_shows_why_each_hit_ranked(repo, env):
-    """--explain: per hit the score as base times each factor, the BM25 score with its rank and each
+    """--explain: per hit the score as the BM25 score times each factor, the BM25 score with its rank and each
     field's share, and the matched terms; with --json the same facts as a `why` object per hit."""
     hits = search_json("retry failed uploads", "--explain", "--mode", "keyword", "-n", "2", cwd=repo, env=env)
     assert hits and all(set(h) == HIT_KEYS | {"why"} for h in hits)
@@ -91,7 +91,7 @@ def test_explain_shows_why_each_hit_ranked(repo, env):
     lines = proc.stdout.splitlines()
     assert lines[0] == f"{hits[0]['file']}:{hits[0]['line']} {hits[0]['kind']} {hits[0]['name']}"
     factors = " ".join(f"×{v:.4g} {k}" for k, v in why["boosts"].items())
-    assert lines[1] == f"    why: score {hits[0]['score']:.4g} = base {factors}"
+    assert lines[1] == f"    why: score {hits[0]['score']:.4g} = bm25 {why['bm25']:.4g} {factors}"
     fields = ", ".join(f"{k} {v:.4g}" for k, v in why["bm25_fields"].items())
     assert lines[2] == f"    why: bm25 {why['bm25']:.4g} (rank {why['bm25_rank']}): {fields}"
     assert lines[3] == "    why: terms " + ", ".join(why["terms"])

@@ -9,7 +9,8 @@ from engine_fixtures import StubEncoder, make_repo, write_files
 from hhg_mlx import search as search_module
 from hhg_mlx.errors import ModelUnavailable
 from hhg_mlx.index.index import Index
-from hhg_mlx.types import Filters
+from hhg_mlx.output import why_lines
+from hhg_mlx.types import Filters, Hit
 
 FILES = {
     "src/http/request.py": '''
@@ -221,6 +222,47 @@ def test_a_one_identifier_query_gives_the_cosine_the_symbol_weight(embedded, que
         assert hit.explain["fusion"]["weight"] == search_module.SEMANTIC_SYMBOL
         assert hit.score == pytest.approx(keyword.get(key, 0.0) / top + search_module.SEMANTIC_SYMBOL * semantic,
                                           abs=1e-5)
+
+
+_NUM = r"(-?[\d.e+-]+)"
+
+
+def _product(factors: str) -> float:
+    return math.prod(float(v) for v in re.findall(r"×([\d.e+-]+) \w+", factors))
+
+
+@pytest.mark.parametrize("query", ["parse the request headers", "sleep headers"])
+def test_explain_takes_a_fused_score_apart_exactly(embedded, query):
+    """--explain in hybrid mode: `score = keyword K + W × semantic X`, `keyword K = bm25 B ×factors / best`,
+    `semantic X = (cosine - low) / (high - low) ×priors`; each line's numbers recompose the one above."""
+    idx, _ = embedded
+    for hit in idx.search(query, k=10):
+        lines = why_lines(hit)
+        score, keyword, weight, semantic = map(float, re.fullmatch(
+            rf"score {_NUM} = keyword {_NUM} \+ {_NUM} × semantic {_NUM}", lines[0]).groups())
+        assert score == pytest.approx(keyword + weight * semantic, rel=1e-3)
+        assert score == pytest.approx(hit.score, rel=1e-3)
+        parts = {line.split(" ", 1)[0]: line for line in lines[1:3]}
+        if hit.explain["bm25"] is not None:
+            bm25, factors, best = re.fullmatch(rf"keyword {_NUM} = bm25 {_NUM}(.*) / best keyword score {_NUM}",
+                                               parts["keyword"]).groups()[1:]
+            assert float(bm25) * _product(factors) / float(best) == pytest.approx(keyword, rel=1e-3)
+        else:
+            assert keyword == 0 and "keyword" not in parts
+        if semantic:
+            cos, low, high, priors = re.fullmatch(rf"semantic {_NUM} = \(cosine {_NUM} - {_NUM}\) / "
+                                                  rf"\({_NUM} - {_NUM}\)(.*)", parts["semantic"]).group(2, 3, 4, 6)
+            assert set(re.findall(r"×[\d.e+-]+ (\w+)", priors)) <= set(search_module.PRIORS)
+            assert (float(cos) - float(low)) / (float(high) - float(low)) * _product(priors) == pytest.approx(
+                semantic, abs=2e-3)
+
+
+def test_explain_of_a_reranked_hit_names_the_reranker_and_the_score_before():
+    hit = Hit("a.py", 1, 2, "function", "f", 0.45, "def f(): pass", "python",
+              {"bm25": 3.0, "boosts": {"definition": 1.2, "noise_path": 0.5}, "rerank_logit": -0.2,
+               "fused_score": 3.6, "reranker": "jina-reranker-tiny"})
+    assert why_lines(hit)[:2] == ["score 0.45 = sigmoid(rerank logit -0.2) ×0.5 noise_path; 3.6 before reranking "
+                                  "by jina-reranker-tiny", "score 3.6 = bm25 3 ×1.2 definition ×0.5 noise_path"]
 
 
 def test_hybrid_without_vectors_degrades_to_keyword_with_one_notice(idx):
