@@ -372,17 +372,123 @@ CASES = {
         greet world
         ''', [("module", "", 1, 2), ("function", "greet", 4, 7), ("function", "cleanup", 9, 11),
               ("module", "", 13, 13)]),
+    "a.ex": ('''
+        defmodule Plug.Conn do
+          @moduledoc """
+          The connection.
+          """
+
+          alias Plug.Conn
+
+          @doc """
+          Deletes a response cookie.
+
+          More text.
+          """
+          @spec delete_resp_cookie(t, binary) :: t
+          def delete_resp_cookie(%Conn{} = conn, key, opts \\\\ []) do
+            conn
+          end
+
+          # Runs it.
+          defp run(conn), do: conn
+
+          @doc "Is it halted?"
+          def halted?(%{halted: true}), do: true
+          def halted?(conn) when is_map(conn), do: false
+
+          defmacro __using__(opts) do
+            quote do: opts
+          end
+
+          defmodule Inner do
+            def x, do: 1
+          end
+        end
+        ''', [("class", "Plug.Conn", 1, 6), ("method", "Plug.Conn.delete_resp_cookie", 8, 16),
+              ("method", "Plug.Conn.run", 18, 19), ("method", "Plug.Conn.halted?", 21, 23),
+              ("method", "Plug.Conn.__using__", 25, 27), ("class", "Plug.Conn.Inner", 29, 29),
+              ("method", "Plug.Conn.Inner.x", 30, 30)]),
+    "Core.hs": ('''
+        module Core (X, runX) where
+
+        import Data.Maybe
+
+        -- | The (read-only) configuration.
+        data XConf = XConf
+            { display :: Display  -- ^ the display
+            }
+
+        -- | Run the 'X' monad,
+        -- given an initial state.
+        runX :: XConf -> X a -> IO a
+        runX c (X a) = runReaderT a c
+
+        catchX :: X a -> X a -> X a
+        catchX job errcase = do
+            st <- get
+            return st
+          where
+            helper z = z
+        catchX _ _ = undefined
+
+        class Show a => LayoutClass layout a where
+            runLayout :: Workspace -> X ()
+            runLayout w = undefined
+
+        instance LayoutClass Full a where
+            pureLayout _ _ = []
+
+        newtype ScreenId = S Int deriving (Eq)
+
+        main :: IO ()
+        main = xmonad def
+        ''', [("module", "", 1, 3), ("class", "XConf", 5, 8), ("function", "runX", 10, 13),
+              ("function", "catchX", 15, 21), ("class", "LayoutClass", 23, 23), ("method", "LayoutClass.runLayout", 24, 25),
+              ("class", "LayoutClass", 27, 27), ("method", "LayoutClass.pureLayout", 28, 28),
+              ("class", "ScreenId", 30, 30), ("function", "main", 32, 33)]),
+    "clap.zig": ('''
+        const std = @import("std");
+
+        /// Optional or required argument value.
+        pub const Values = enum {
+            none,
+            one,
+            pub fn count(v: Values) usize {
+                return 0;
+            }
+        };
+
+        /// Parses the command line.
+        pub fn parse(
+            comptime Id: type,
+        ) !Result {
+            return error.Foo;
+        }
+
+        const Names = union(enum) { a: u8 };
+
+        test "parse works" {
+            try std.testing.expect(true);
+        }
+        ''', [("module", "", 1, 1), ("class", "Values", 3, 6), ("method", "Values.count", 7, 9),
+              ("function", "parse", 12, 17), ("class", "Names", 19, 19), ("module", "", 21, 23)]),
 }
 LANGUAGES = {"a.py": "python", "a.js": "javascript", "a.ts": "typescript", "a.tsx": "tsx", "a.go": "go",
              "a.rs": "rust", "Greeter.java": "java", "a.kt": "kotlin", "a.c": "c", "a.cpp": "cpp",
              "a.cs": "csharp", "a.rb": "ruby", "a.php": "php", "a.swift": "swift", "a.scala": "scala",
-             "a.lua": "lua", "a.sh": "bash"}
+             "a.lua": "lua", "a.sh": "bash", "a.ex": "elixir", "Core.hs": "haskell", "clap.zig": "zig"}
 DOCS = {"a.py": {"helper": "Help.", "Outer": "Outer doc."}, "a.js": {"addOne": "Adds one."},
         "a.go": {"Server": "Server serves requests."}, "a.rs": {"Point": "A point."},
         "Greeter.java": {"Greeter": "A greeter."}, "a.c": {"make": "Makes a thing."},
         "a.cs": {"Greeter": "<summary>Greets people.</summary>"}, "a.rb": {"Shop.Cart": "A shopping cart."},
         "a.php": {"User": "A user."}, "a.swift": {"Dog": "A dog."}, "a.lua": {"M.greet": "Greets someone."},
-        "a.sh": {"greet": "Greets someone."}}
+        "a.sh": {"greet": "Greets someone."},
+        "a.ex": {"Plug.Conn.delete_resp_cookie": "Deletes a response cookie.\n\nMore text.", "Plug.Conn.run": "Runs it.",
+                 "Plug.Conn.halted?": "Is it halted?", "Plug.Conn.Inner": ""},
+        "Core.hs": {"XConf": "The (read-only) configuration.", "runX": "Run the 'X' monad,\ngiven an initial state.",
+                    "catchX": ""},
+        "clap.zig": {"Values": "Optional or required argument value.", "parse": "Parses the command line."}}
 
 TRIVIAL = re.compile(r"[\s\])};,]*(end)?[\s\])};,]*")   # closing-only lines need no block
 
@@ -406,7 +512,7 @@ def assert_covered(text: str, blocks) -> None:
 def test_every_grammar_language_has_a_case():
     assert set(LANGUAGES.values()) == {
         "python", "javascript", "typescript", "tsx", "go", "rust", "java", "kotlin", "c", "cpp", "csharp", "ruby",
-        "php", "swift", "scala", "lua", "bash"}
+        "php", "swift", "scala", "lua", "bash", "elixir", "haskell", "zig"}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -501,7 +607,7 @@ def test_text_chunks_end_at_blank_lines_and_cover_everything():
     assert [(b.start_line, b.end_line) for b in extract("data.yaml", dense)] == [(1, 60), (61, 120), (121, 130)]
 
 
-@pytest.mark.parametrize("name,language", [("lib.ex", "elixir"), ("Main.hs", "haskell"), ("build.zig", "zig"),
+@pytest.mark.parametrize("name,language", [("main.dart", "dart"), ("lib.ml", "ocaml"), ("app.erl", "erlang"),
                                            ("README", "text")])
 def test_languages_without_grammar_are_line_chunks(name: str, language: str):
     text = "\n".join(f"line {n}" for n in range(70))

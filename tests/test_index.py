@@ -1,4 +1,5 @@
 """Index lifecycle: build, incremental updates, the embedding cache, interruption, locking, errors."""
+import json
 import os
 import shutil
 import sqlite3
@@ -11,6 +12,7 @@ from hhg_mlx.errors import (IndexCorrupt, IndexLocked, IndexNotFound, LicenseNot
 from hhg_mlx.index import build as build_module
 from hhg_mlx.index import embed as embed_module
 from hhg_mlx.index import index as index_module
+from hhg_mlx.index.extract import parser_revisions
 from hhg_mlx.index.index import Index, clean, find_indexes
 from hhg_mlx.index.store import SCHEMA_VERSION, BuildLock, db_path
 from hhg_mlx.index.walk import walk
@@ -182,6 +184,39 @@ def test_unreadable_and_odd_files_are_skipped_and_counted(repo):
     assert idx.status()["skipped"] == skipped
     assert idx.status()["files"] == file_count(repo) - 1     # blob.py is walked, then found binary
     assert idx.update().skipped == skipped
+
+
+@pytest.mark.parametrize("recorded, reparsed", [
+    ({"haskell": 0}, {"src/Core.hs"}),                      # the Haskell query changed since the index was built
+    ({"haskell": None}, {"src/Core.hs"}),                   # Haskell had no grammar then (its files are chunks)
+    (None, "every code file"),                              # an index from before revisions were recorded
+])
+def test_files_of_a_language_whose_grammar_changed_are_parsed_again(repo, monkeypatch, recorded, reparsed):
+    write_files(repo, {"src/Core.hs": "-- | Runs it.\nrunX :: X a -> IO a\nrunX (X a) = run a\n"})
+    idx = Index.build(repo)
+    current = parser_revisions()
+    assert json.loads(idx._store.meta()["parsers"]) == current
+    with idx._store.transaction():
+        if recorded is None:
+            idx._store.conn.execute("DELETE FROM meta WHERE key = 'parsers'")
+        else:
+            before = {**current, **recorded}
+            idx._store.set_meta(parsers={k: v for k, v in before.items() if v is not None})
+        idx._store.conn.execute("UPDATE blocks SET kind = 'chunk', name = '' WHERE file_id = "
+                                "(SELECT id FROM files WHERE path = 'src/Core.hs')")
+    prepared = []
+    real_prepare = build_module.prepare
+    monkeypatch.setattr(build_module, "prepare",
+                        lambda root, rel, old: prepared.append((rel, old)) or real_prepare(root, rel, old))
+    again = Index.build(repo)
+    if reparsed == "every code file":
+        reparsed = {f.path for f in walk(repo).files if f.path.endswith((".py", ".hs"))}
+        assert len(reparsed) == 11
+    assert {rel for rel, _ in prepared} == reparsed and all(old is None for _, old in prepared)
+    assert json.loads(again._store.meta()["parsers"]) == current
+    assert [(h.kind, h.name, h.line) for h in again.search("runX", mode="keyword")][:1] == [("function", "runX", 1)]
+    prepared.clear()
+    assert Index.build(repo).last_stats.modified == 0 and prepared == []
 
 
 def test_interrupted_build_resumes_without_redoing_committed_files(repo, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ breaks library scripts without a `__main__` guard. Serial is ~10 s of CPU for Dj
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -65,7 +66,9 @@ class Outcome:
     blocks: list[PreparedBlock] = field(default_factory=list)
 
 
-def scan(root: Path, known: dict[str, FileRow]) -> Plan:
+def scan(root: Path, known: dict[str, FileRow], reparse: frozenset[str] = frozenset()) -> Plan:
+    """Files new, changed (by stat) or deleted since the index saw them; files of the `reparse`
+    languages count as changed whatever their stat says."""
     from .walk import walk
 
     result = walk(root)
@@ -73,11 +76,21 @@ def scan(root: Path, known: dict[str, FileRow]) -> Plan:
     for entry in result.files:
         seen.add(entry.path)
         row = known.get(entry.path)
-        if row is None or row.size != entry.size or row.mtime_ns != entry.mtime_ns:
+        if (row is None or row.size != entry.size or row.mtime_ns != entry.mtime_ns
+                or row.language in reparse):
             changed.append((entry, row))
     deleted = [row for path, row in known.items() if path not in seen]
     changed.sort(key=lambda item: item[0].path)
     return Plan(changed, deleted, len(result.files) - len(changed), dict(result.skipped))
+
+
+def stale_parsers(recorded: str | None, current: dict[str, int]) -> frozenset[str]:
+    """Languages whose files were parsed by another grammar revision than `current` (or by none: a
+    language that gained a grammar, or an index from before revisions were recorded): their files are
+    parsed again, even when unchanged."""
+    before = json.loads(recorded) if recorded else {}
+    return frozenset(language for language in before.keys() | current.keys()
+                     if before.get(language) != current.get(language))
 
 
 def skip_counts(store: Store, plan: Plan) -> dict[str, int]:
@@ -132,10 +145,18 @@ def run(store: Store, root: Path, *, model: str | None = None, progress: BuildPr
     """Bring the keyword index in `store` (files, blocks, FTS, windows) up to date with the tree at
     `root`. With a `model` (vector key), new windows without a vector mark the index as not fully
     embedded (meta `embedded` cleared) for the embedding phase."""
+    from .extract import parser_revisions
+
     started = time.perf_counter()
     report = progress or (lambda stage, done, total: None)
     stats = BuildStats()
-    plan = scan(root, store.files())
+    parsers = parser_revisions()
+    known = store.files()
+    reparse = stale_parsers(store.meta().get("parsers"), parsers) if known else frozenset()
+    if not known:     # every file will be parsed by today's grammars, also if this build is interrupted
+        with store.transaction():
+            store.set_meta(parsers=parsers)
+    plan = scan(root, known, reparse)
     report("scan", len(plan.changed) + plan.unchanged, len(plan.changed) + plan.unchanged)
     stats.unchanged = plan.unchanged
     if plan.deleted:
@@ -148,7 +169,8 @@ def run(store: Store, root: Path, *, model: str | None = None, progress: BuildPr
     done = 0
     report("extract", 0, len(plan.changed))
     # Extraction runs in this process: worker processes did not pay off (see the module docstring).
-    outcomes = (prepare(str(root), entry.path, row.hash if row else None) for entry, row in plan.changed)
+    outcomes = (prepare(str(root), entry.path, row.hash if row and row.language not in reparse else None)
+                for entry, row in plan.changed)
     for batch in _batches(outcomes, BATCH_FILES):
         with store.transaction():
             new_windows: list[str] = []
@@ -174,8 +196,8 @@ def run(store: Store, root: Path, *, model: str | None = None, progress: BuildPr
         report("extract", done, len(plan.changed))
 
     stats.skipped = skip_counts(store, plan)
-    if plan.changed or plan.deleted or "updated_at" not in store.meta():
+    if plan.changed or plan.deleted or reparse or "updated_at" not in store.meta():
         with store.transaction():   # a no-change update writes nothing: readers keep their caches
-            store.set_meta(updated_at=time.time())
+            store.set_meta(updated_at=time.time(), parsers=parsers)
     stats.seconds = time.perf_counter() - started
     return stats

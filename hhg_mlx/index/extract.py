@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +165,9 @@ class _Grammar:
     entry: str = "language"
     wrappers: frozenset[str] = frozenset()   # parent nodes that are part of the definition they wrap
     namespaces: frozenset[str] = frozenset()   # containers whose functions stay functions (Rust mod, TS namespace)
+    leading: frozenset[str] = frozenset()      # sibling nodes above a definition that belong to it (Elixir @doc)
+    clauses: bool = False                      # adjacent definitions of one name are one (Haskell equations)
+    revision: int = 1                          # bump when the query changes: indexed files are parsed again
 
 
 def _classes(*kinds: str, name: str = "name: (_) @name") -> str:
@@ -263,7 +267,35 @@ _GRAMMARS: dict[str, _Grammar] = {
           @function
         """),
     "bash": _Grammar("tree_sitter_bash", "(function_definition name: (word) @name) @function"),
+    "elixir": _Grammar("tree_sitter_elixir", """
+        (call target: (identifier) @keyword
+              (arguments . [(call target: (identifier) @name)
+                            (binary_operator left: (call target: (identifier) @name))
+                            (identifier) @name])
+              (#any-of? @keyword "def" "defp" "defmacro" "defmacrop" "defguard" "defguardp" "defdelegate"
+                                 "defn" "defnp")) @function
+        (call target: (identifier) @keyword (arguments . (alias) @name)
+              (#any-of? @keyword "defmodule" "defprotocol" "defimpl")) @class
+        """, leading=frozenset({"unary_operator"}), clauses=True),
+    "haskell": _Grammar("tree_sitter_haskell", """
+        (signature name: (_) @name) @function
+        (function name: (_) @name) @function
+        (bind name: (_) @name) @function
+        """ + _classes("data_type", "newtype", "type_synonym", "type_family", "class", "instance"), clauses=True),
+    "zig": _Grammar("tree_sitter_zig", """
+        (function_declaration name: (identifier) @name body: (block)) @function
+        (variable_declaration (identifier) @name
+                              [(struct_declaration) (enum_declaration) (union_declaration) (opaque_declaration)]) @class
+        """),
 }
+
+
+
+def parser_revisions() -> dict[str, int]:
+    """The revision of each language's grammar query: an index records them, and a build parses the
+    files of a language again when its revision differs from the recorded one (`build.stale_parsers`)."""
+    return {language: grammar.revision for language, grammar in _GRAMMARS.items()}
+
 
 _LEADING = frozenset({"attribute_item", "decorator", "annotation", "marker_annotation"})
 _CACHE: dict[str, tuple[object, object] | None] = {}
@@ -293,6 +325,10 @@ class _Def:
     end: int
     doc: str
     children: list[_Def] = field(default_factory=list)
+    tail: object = None   # the last node of the definition: `node`, or its last clause
+
+    def __post_init__(self) -> None:
+        self.tail = self.tail or self.node
 
 
 def _code_spans(language: str, text: str, lines: list[str]) -> list[tuple[int, int, str, str, str]]:
@@ -310,8 +346,9 @@ def _code_spans(language: str, text: str, lines: list[str]) -> list[tuple[int, i
         node = caps[kind][0]
         key = (node.start_byte, node.end_byte, node.type)
         if key not in found:
-            found[key] = _definition(node, kind, caps, grammar.wrappers, lines, language)
-    roots = _nest(sorted(found.values(), key=lambda d: (d.node.start_byte, -d.node.end_byte)), grammar.namespaces)
+            found[key] = _definition(node, kind, caps, grammar, lines, language)
+    defs = sorted(found.values(), key=lambda d: (d.node.start_byte, -d.node.end_byte))
+    roots = _nest(_join_clauses(defs) if grammar.clauses else defs, grammar.namespaces)
     out: list[tuple[int, int, str, str, str]] = []
     _emit(roots, 1, len(lines), "", lines, out)
     out.sort(key=lambda s: (s[0], s[1]))
@@ -324,7 +361,25 @@ def _end_row(node) -> int:
     return row - 1 if col == 0 and row > node.start_point.row else row
 
 
-def _definition(node, kind: str, caps: dict, wrappers: frozenset[str], lines: list[str], language: str) -> _Def:
+def _join_clauses(defs: list[_Def]) -> list[_Def]:
+    """A definition made of sibling clauses of one name (a Haskell signature and its equations, Elixir
+    `def` clauses) is one: the first absorbs the ones that follow it directly."""
+    out: list[_Def] = []
+    by_tail: dict[int, _Def] = {}
+    for d in defs:
+        prev = d.node.prev_named_sibling
+        owner = by_tail.get(prev.id) if prev is not None else None
+        if owner is not None and owner.kind == d.kind == "function" and owner.name == d.name:
+            del by_tail[prev.id]
+            owner.end, owner.tail = max(owner.end, d.end), d.node
+            owner.doc = owner.doc or d.doc
+        else:
+            out.append(owner := d)
+        by_tail[d.node.id] = owner
+    return out
+
+
+def _definition(node, kind: str, caps: dict, grammar: _Grammar, lines: list[str], language: str) -> _Def:
     name_nodes = caps.get("name")
     raw = name_nodes[0].text.decode("utf-8", "replace") if name_nodes else _declarator_name(node)
     if "receiver" in caps:
@@ -332,14 +387,14 @@ def _definition(node, kind: str, caps: dict, wrappers: frozenset[str], lines: li
     method = kind == "function" and ("receiver" in caps or ":" in raw)   # Go receivers, C++ A::f, Lua t:f
     name = " ".join(raw.split()).replace("::", ".").replace(":", ".").strip("'\"`")
     outer = node
-    while (outer.parent is not None and outer.parent.type in wrappers
+    while (outer.parent is not None and outer.parent.type in grammar.wrappers
            and outer.parent.named_children[-1] == outer
            and sum(c.type == outer.type for c in outer.parent.named_children) == 1):
         outer = outer.parent
-    start, comments = _leading(outer, lines)
+    start, above = _leading(outer, lines, grammar.leading)
     doc = _python_docstring(node) if language == "python" else ""
-    if not doc and comments:
-        doc = "\n".join(_comment_text(c.text.decode("utf-8", "replace")) for c in comments).strip()
+    if not doc and above:
+        doc = "\n".join(_doc_text(n) for n in above).strip()
     return _Def(node, "method" if method else kind, name, start + 1, _end_row(outer) + 1, doc)
 
 
@@ -360,8 +415,9 @@ def _declarator_name(node) -> str:
     return ""
 
 
-def _leading(node, lines: list[str]) -> tuple[int, list]:
-    """0-based first row of a definition including the attached comments/attributes above it, and the comments."""
+def _leading(node, lines: list[str], leading: frozenset[str] = frozenset()) -> tuple[int, list]:
+    """0-based first row of a definition including the attached comments/attributes above it (and the
+    grammar's own `leading` node types), and the comments and `leading` nodes among them."""
     start = node.start_point.row
     comments = []
     anchor = node
@@ -373,7 +429,9 @@ def _leading(node, lines: list[str]) -> tuple[int, list]:
                 anchor = parent
                 continue
             break
-        is_comment = "comment" in prev.type
+        if prev.named_children and prev.named_children[-1].type in _DOC_COMMENTS:
+            prev = prev.named_children[-1]     # Haskell: a haddock above the first declaration ends the imports
+        is_comment = "comment" in prev.type or prev.type in _DOC_COMMENTS or prev.type in leading
         if not (is_comment or prev.type in _LEADING) or _end_row(prev) < start - 1:
             break
         row, col = prev.start_point
@@ -386,7 +444,19 @@ def _leading(node, lines: list[str]) -> tuple[int, list]:
     return start, comments
 
 
-_COMMENT_MARK = re.compile(r"^\s*(?:/\*\*?|\*/|///?!?|#+|--+|;+|\*)?\s?")
+_DOC_COMMENTS = frozenset({"haddock"})
+_COMMENT_MARK = re.compile(r"^\s*(?:/\*\*?|\*/|///?!?|#+|--+(?:\s?[|^])?|;+|\*)?\s?")
+_DOC_ATTRIBUTE = re.compile(r'@doc\s+(?:~[sS])?(?:"""(?P<block>.*?)"""|"(?P<line>(?:[^"\\]|\\.)*)")', re.S)
+
+
+def _doc_text(node) -> str:
+    """The documentation in a comment above a definition, or in an Elixir `@doc` attribute ("" for other
+    attributes such as `@spec`)."""
+    text = node.text.decode("utf-8", "replace")
+    if node.type in _LEADING or not ("comment" in node.type or node.type in _DOC_COMMENTS):
+        m = _DOC_ATTRIBUTE.match(text)
+        return textwrap.dedent(m.group("block") or m.group("line") or "").strip() if m else ""
+    return _comment_text(text)
 
 
 def _comment_text(text: str) -> str:
@@ -411,7 +481,7 @@ def _nest(defs: list[_Def], namespaces: frozenset[str]) -> list[_Def]:
     roots: list[_Def] = []
     stack: list[_Def] = []
     for d in defs:
-        while stack and stack[-1].node.end_byte < d.node.end_byte:
+        while stack and stack[-1].tail.end_byte < d.node.end_byte:
             stack.pop()
         parent = stack[-1] if stack else None
         if parent is None:

@@ -27,10 +27,10 @@ _EXTENSIONS: dict[str, tuple[str, ...]] = {
     "scala": ("scala", "sc"),
     "lua": ("lua",),
     "bash": ("sh", "bash", "zsh", "ksh"),
-    # Programming languages indexed as line chunks (no grammar here).
     "elixir": ("ex", "exs"),
     "haskell": ("hs", "lhs"),
     "zig": ("zig",),
+    # Programming languages indexed as line chunks (no grammar here).
     "dart": ("dart",),
     "r": ("r",),
     "julia": ("jl",),
