@@ -608,7 +608,7 @@ def test_text_chunks_end_at_blank_lines_and_cover_everything():
 
 
 @pytest.mark.parametrize("name,language", [("main.dart", "dart"), ("lib.ml", "ocaml"), ("app.erl", "erlang"),
-                                           ("README", "text")])
+                                           ("Main.lhs", "literate-haskell"), ("README", "text")])
 def test_languages_without_grammar_are_line_chunks(name: str, language: str):
     text = "\n".join(f"line {n}" for n in range(70))
     blocks = extract(name, text)
@@ -664,7 +664,9 @@ def test_language_for(path: str, language: str | None):
     ("python", "a.py", "py", True), ("python", "a.py", "python", True), ("python", "a.py", "go,py", True),
     ("tsx", "a.tsx", "ts", True), ("typescript", "a.ts", "tsx", False), ("rust", "a.rs", "rs", True),
     ("c", "a.h", "cpp", False), ("c", "a.h", "h", True), ("markdown", "a.md", "md", True),
-    ("go", "a.go", "py", False), ("javascript", "a.jsx", "js", True), ("bash", "a.sh", "shell", True)])
+    ("go", "a.go", "py", False), ("javascript", "a.jsx", "js", True), ("bash", "a.sh", "shell", True),
+    ("literate-haskell", "A.lhs", "haskell", True), ("literate-haskell", "A.lhs", "hs", True),
+    ("haskell", "A.hs", "lhs", False)])
 def test_matches_type(language: str, path: str, spec: str, expected: bool):
     assert matches_type(language, path, spec) is expected
 

@@ -28,9 +28,10 @@ _EXTENSIONS: dict[str, tuple[str, ...]] = {
     "lua": ("lua",),
     "bash": ("sh", "bash", "zsh", "ksh"),
     "elixir": ("ex", "exs"),
-    "haskell": ("hs", "lhs"),
+    "haskell": ("hs",),
     "zig": ("zig",),
     # Programming languages indexed as line chunks (no grammar here).
+    "literate-haskell": ("lhs",),    # prose around `>` or \begin{code} lines: the Haskell grammar cannot read it
     "dart": ("dart",),
     "r": ("r",),
     "julia": ("jl",),
@@ -147,7 +148,7 @@ def language_for(path: str) -> str | None:
 
 _TYPE_GROUPS = {
     "typescript": {"typescript", "tsx"}, "ts": {"typescript", "tsx"},
-    "shell": {"bash"},
+    "shell": {"bash"}, "haskell": {"haskell", "literate-haskell"}, "hs": {"haskell", "literate-haskell"},
     "docs": {"markdown", "rst"}, "config": {"json", "yaml", "toml", "ini", "xml"},
 }
 _TYPE_ALIASES = {"py": "python", "rs": "rust", "golang": "go", "cs": "csharp", "c#": "csharp", "rb": "ruby",
