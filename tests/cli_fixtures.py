@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -207,6 +208,12 @@ def worker_env(tmp: Path, delay: float = 0.1, batch: int = 8) -> dict[str, str]:
     return {**env_for(tmp), "HHG_BACKGROUND": "1", "HHG_STUB_DELAY": str(delay), "HHG_STUB_BATCH": str(batch),
             "HHG_STUB_LOG": str(tmp / "stub.log"),
             "PYTHONPATH": os.pathsep.join([str(SOURCE_ROOT), str(tests / "stub_site"), str(tests)])}
+
+
+def takes_ctrl_c() -> None:
+    """A `preexec_fn`: the child handles SIGINT as a terminal's foreground job does, also when this test run
+    was started in the background (a non-interactive shell's `&` ignores SIGINT, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_hhg(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:

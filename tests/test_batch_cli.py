@@ -13,7 +13,7 @@ import time
 import pytest
 
 from batch_fixtures import MINILM, contents, copies, module, needs_minilm, reference, window_texts  # noqa: F401
-from cli_fixtures import HHG, SOURCE_ROOT, assert_one_line_error, env_for, run_hhg
+from cli_fixtures import HHG, SOURCE_ROOT, assert_one_line_error, env_for, run_hhg, takes_ctrl_c
 from hhg_mlx.cli import main
 from hhg_mlx.index.index import Index
 from hhg_mlx.index.store import db_path
@@ -93,7 +93,7 @@ def test_ctrl_c_mid_batch_leaves_every_index_consistent_and_resumable(tmp_path, 
     env = {**env, "HHG_STUB_BATCH": "8", "PYTHONPATH": os.pathsep.join([str(SOURCE_ROOT), str(tests / "stub_site"),
                                                                         str(tests)])}
     proc = subprocess.Popen([*HHG, "build", *map(str, roots), "--wait", *MODEL], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=takes_ctrl_c)
     deadline = time.monotonic() + 120
     while vectors_in(roots[0]) == 0 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_fixtures import HHG, assert_one_line_error, env_for, make_big_tree, make_repo, run_hhg
+from cli_fixtures import HHG, assert_one_line_error, env_for, make_big_tree, make_repo, run_hhg, takes_ctrl_c
 
 FILES = 3000
 
@@ -44,7 +44,7 @@ def committed_files(root: Path) -> int:
 def start_build(root: Path, env) -> subprocess.Popen:
     """`hhg build` in its own process group, as a shell runs a foreground job."""
     return subprocess.Popen([*HHG, "build", "-q", str(root)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=takes_ctrl_c)
 
 
 def wait_for_first_commit(proc: subprocess.Popen, root: Path) -> int:
