@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from hhg_mlx.errors import HhgError, UnsupportedModel
 from hhg_mlx.loader import ONNX_ARCHITECTURES
@@ -76,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).expanduser()
     _check_out(out, args.force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    step(f"reading {args.src}")
-    with contextlib.ExitStack() as stack:
+    with _folder_kept_on_success(out.parent), contextlib.ExitStack() as stack:
+        step(f"reading {args.src}")
         if is_gguf_file(args.src):
             src, info, source = _unpack_gguf(args, out, stack, step)
         elif args.pooling or args.model_id:
@@ -91,6 +90,27 @@ def run(args: argparse.Namespace) -> int:
             group_size=args.group_size, precisions=precisions, step=step)
     print(_summary(out, architecture, summary, onnx_files))
     return 0
+
+
+@contextlib.contextmanager
+def _folder_kept_on_success(folder: Path) -> Iterator[None]:
+    """Create `folder` and its missing parents; when the body raises (a refusal, Ctrl-C), remove the
+    folders this created again, deepest first, as far as they are still empty."""
+    created = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        created.append(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:             # (something else was put there meanwhile: keep it)
+                break
+        raise
 
 
 def _hf_source(given: str, out: Path, accept: bool) -> tuple[Path, ModelInfo | None, dict]:

@@ -273,3 +273,21 @@ def test_onnx_export_of_a_decoder_is_refused(tmp_path, capsys):
     (src / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 64}))
     assert convert(src, tmp_path / "out", "--onnx") == 2
     assert "ONNX export supports jinabert, bert, nomic_bert models, not qwen2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("refusal", ["missing source", "unsupported architecture", "ctrl-c"])
+def test_a_refused_convert_leaves_no_folder_it_created(tmp_path, capsys, monkeypatch, refusal):
+    src = tmp_path / "nowhere"
+    if refusal == "unsupported architecture":
+        src.mkdir()
+        (src / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 512}))
+    elif refusal == "ctrl-c":
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+        src = make_bert(tmp_path / "src")
+        monkeypatch.setattr("convert.mlx.convert_encoder", interrupted)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert convert(src, work / "a" / "b" / "out") == (130 if refusal == "ctrl-c" else 2)
+    assert capsys.readouterr().err.startswith("hhg: ")
+    assert list(work.iterdir()) == []                           # no OUT, no a/ nor a/b/ made for it
