@@ -7,8 +7,8 @@ vectors come back to the driver, which alone writes the indexes and the caches (
   recorded; every actor must produce that model, precision and dimension, or the run refuses.
 - Each actor has up to IN_FLIGHT chunks queued, so it never waits for the driver. When an actor dies
   (node lost, out of memory, `ray.kill`), its chunks go to the other actors, and a replacement is
-  started while actors remain to be replaced; a chunk's vectors are returned to the driver once, from
-  the one run that succeeded, so nothing is lost or written twice.
+  started on its node (with its GPU) while actors remain to be replaced; a chunk's vectors are
+  returned to the driver once, from the one run that succeeded, so nothing is lost or written twice.
 - Ray is an optional extra (`pip install 'hhg[ray]'`), imported only here; the search path never
   imports this module.
 """
@@ -41,17 +41,18 @@ class RayPool:
         import ray
 
         self.choice = choice
-        self._started = _connect(address)
-        self._actor_class = _encoder_actor()
-        self.nodes = [n for n in ray.nodes() if n.get("Alive")]
-        self.size = actors or len(self.nodes)
         self.actors: list = []
-        self.replacements = self.size          # how many dead actors may still be replaced
+        self.slots: dict = {}                  # actor -> its spawn slot (`_spawn`'s n: its node, its GPU)
         self.retried = 0                       # chunks sent again after their actor died
         self.last_actor = None                 # the actor whose chunk `map` yielded last
-        try:
+        self._started = _connect(address)
+        try:                                   # (a failure from here on shuts down a Ray this pool started)
+            self.nodes = _alive_nodes(address)
+            self.size = actors or len(self.nodes)
+            self.replacements = self.size      # how many dead actors may still be replaced
+            self._actor_class = _encoder_actor()
             for n in range(self.size):
-                self.actors.append(self._spawn(n))
+                self._spawn(n)
             self.info = self._check(ray.get([a.describe.remote() for a in self.actors]))
         except BaseException as err:
             self.close()
@@ -61,16 +62,19 @@ class RayPool:
         self.dim = self.info[0]["dim"]
         self.loads = len(self.actors)
 
-    def _spawn(self, n: int):
-        """Start an actor on the `n`-th node (round robin), with that node's GPU when it has one."""
+    def _spawn(self, n: int) -> None:
+        """Start the `n`-th actor: on the `n`-th node (round robin), with that node's GPU when it has one
+        and the actor is the node's first."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         node = self.nodes[n % len(self.nodes)]
         first_on_node = n < len(self.nodes)
         gpus = 1 if first_on_node and node.get("Resources", {}).get("GPU", 0) >= 1 else 0
         strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
-        return self._actor_class.options(num_cpus=CPUS_PER_ACTOR, num_gpus=gpus,
-                                         scheduling_strategy=strategy).remote(self.choice)
+        actor = self._actor_class.options(num_cpus=CPUS_PER_ACTOR, num_gpus=gpus,
+                                          scheduling_strategy=strategy).remote(self.choice)
+        self.actors.append(actor)
+        self.slots[actor] = n
 
     def _check(self, infos: list[dict]) -> list[dict]:
         """Refuse actors that do not make the indexes' model, precision and dimension. The precision is
@@ -124,13 +128,15 @@ class RayPool:
                 running[actor.embed.remote(texts)] = (actor, chunk_id, texts)
 
     def _lost(self, actor, running: dict) -> None:
-        """Forget a dead actor; start a replacement while replacements are left."""
+        """Forget a dead actor; start a replacement in its slot (its node, its GPU) while replacements
+        are left."""
         if actor not in self.actors:
             return                                          # (its other chunks failed before)
         self.actors.remove(actor)
+        slot = self.slots.pop(actor)
         if self.replacements > 0:
             self.replacements -= 1
-            self.actors.append(self._spawn(len(self.actors)))
+            self._spawn(slot)
             self.loads += 1
         if not self.actors:
             raise HhgError("every Ray actor died; see the Ray logs (`ray logs`) for why")
@@ -140,7 +146,7 @@ class RayPool:
 
         for actor in self.actors:
             ray.kill(actor)
-        self.actors = []
+        self.actors, self.slots = [], {}
         if self._started:
             ray.shutdown()
 
@@ -160,6 +166,19 @@ def _connect(address: str) -> bool:
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise HhgError(f"cannot connect to Ray at {address}: {err}") from None
     return True
+
+
+def _alive_nodes(address: str) -> list[dict]:
+    """The cluster's live nodes (as `ray.nodes()` describes them)."""
+    import ray
+
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as err:
+        raise HhgError(f"cannot list the nodes of the Ray cluster at {address}: {_cause(err)}") from None
+    if not nodes:
+        raise HhgError(f"the Ray cluster at {address} has no live node")
+    return nodes
 
 
 def _cause(err: BaseException) -> str:

@@ -97,3 +97,74 @@ def test_actors_that_would_make_other_vectors_are_refused():
         pool._check([same, {**same, "node": "mac-old", "precision": "int8"}])
     assert str(err.value).startswith("the Ray actor on mac-old runs minilm on onnx (int8, 384 dims); the indexes "
                                      "need minilm at int8/q8-block128")
+
+
+class FakeRay:
+    """Ray as `RayPool` sees it, in this process: live `nodes`, an actor class that records where each
+    actor is placed (node id, GPUs), and the kills and shutdowns."""
+
+    def __init__(self, monkeypatch, nodes: list[dict], *, started: bool) -> None:
+        from hhg_mlx import distributed
+
+        self.nodes, self.placed, self.killed, self.shutdowns = nodes, [], [], 0
+        monkeypatch.setattr(distributed, "_connect", lambda address: started)
+        monkeypatch.setattr(distributed, "_encoder_actor", lambda: self)
+        monkeypatch.setattr(ray, "nodes", lambda: self.nodes)
+        monkeypatch.setattr(ray, "get", lambda refs: refs)
+        monkeypatch.setattr(ray, "kill", self.killed.append)
+        monkeypatch.setattr(ray, "shutdown", self.shutdown)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+    def options(self, num_cpus, num_gpus, scheduling_strategy):
+        fake = self
+
+        class Actor:
+            def __init__(self, choice):
+                fake.placed.append((scheduling_strategy.node_id, num_gpus))
+                info = {"node": scheduling_strategy.node_id, "backend": "onnx", "precision": "fp32",
+                        "model": choice["model"], "dim": 384}
+                self.describe = type("Method", (), {"remote": staticmethod(lambda: info)})
+
+        return type("Options", (), {"remote": staticmethod(Actor)})
+
+
+CHOICE = {"model": "minilm", "task": None, "backend": "onnx", "precision": "fp32"}
+GPU_NODE, CPU_NODE_1, DEAD_NODE, CPU_NODE_2 = ("a" * 56, "b" * 56, "c" * 56, "d" * 56)     # (28-byte hex ids)
+NODES = [{"NodeID": GPU_NODE, "Alive": True, "Resources": {"GPU": 1.0}},
+         {"NodeID": CPU_NODE_1, "Alive": True, "Resources": {}},
+         {"NodeID": DEAD_NODE, "Alive": False, "Resources": {}},
+         {"NodeID": CPU_NODE_2, "Alive": True, "Resources": {}}]
+
+
+def test_a_replacement_actor_takes_the_dead_actors_node_and_gpu(monkeypatch):
+    from hhg_mlx.distributed import RayPool
+
+    fake = FakeRay(monkeypatch, NODES, started=False)
+    pool = RayPool(CHOICE, "auto", actors=4)        # a second actor on the GPU node, without its GPU
+    assert fake.placed == [(GPU_NODE, 1), (CPU_NODE_1, 0), (CPU_NODE_2, 0), (GPU_NODE, 0)]
+    first, second = pool.actors[0], pool.actors[1]
+    pool._lost(first, {})
+    assert fake.placed[-1] == (GPU_NODE, 1)         # the GPU the dead actor held
+    pool._lost(second, {})
+    assert fake.placed[-1] == (CPU_NODE_1, 0)
+    assert pool.loads == 6 and len(pool.actors) == 4
+    pool.close()
+    assert len(fake.killed) == 4 and fake.shutdowns == 0            # the caller's Ray stays up
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_a_pool_that_fails_to_start_shuts_down_only_a_ray_it_started(monkeypatch, started):
+    from hhg_mlx.distributed import RayPool
+
+    fake = FakeRay(monkeypatch, NODES, started=started)
+
+    def unreachable():
+        raise ConnectionError("GCS at 10.0.0.5:6379 is unreachable")
+    monkeypatch.setattr(ray, "nodes", unreachable)
+    with pytest.raises(HhgError) as err:
+        RayPool(CHOICE, "ray://10.0.0.5:10001")
+    assert str(err.value) == ("cannot list the nodes of the Ray cluster at ray://10.0.0.5:10001: "
+                              "GCS at 10.0.0.5:6379 is unreachable")
+    assert fake.shutdowns == (1 if started else 0) and fake.placed == []
