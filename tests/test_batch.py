@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
-from batch_fixtures import FP32, contents, copies, make_repos, needs_minilm, reference, results, window_texts  # noqa: F401
+from batch_fixtures import (FP32, MINILM, contents, copies, make_repos, module, needs_minilm, reference,  # noqa: F401
+                            results, window_texts)
+from hhg_mlx.errors import ModelUnavailable
 from hhg_mlx.index.index import Index
 from hhg_mlx.index import batch
 from hhg_mlx.index.batch import LocalPool, build_many
@@ -143,3 +145,33 @@ def test_a_new_model_is_recorded_once_per_index_and_loaded_once(tmp_path, refere
     assert len(recording.made) == 1 and again.texts.total == 0
     for built, ref in zip(roots, reference):
         assert contents(built) == contents(ref)
+
+
+@pytest.fixture
+def grown(tmp_path, reference):
+    """An index with vectors that then gained a file in a keyword-only build, and its embedding target as
+    a batch planned it before that file came (pending: nothing); the windows the file added."""
+    (root,) = copies(reference[2:], tmp_path)
+    Index.build(root, **FP32).close()
+    (root / "other" / "late.py").write_text(module("late", 0))
+    Index.build(root, embed=False).close()
+    with Index.open(root) as idx:
+        late = idx.pending()
+        target = batch.Target(batch.IndexResult(str(root)), idx.vector_key, idx.model_choice(), pending=[])
+    assert late
+    return target, late
+
+
+def test_a_model_that_cannot_load_while_an_index_finishes_leaves_it_keyword_only(grown):
+    """As a single build: a notice, the index keyword-searchable and not failed."""
+    target, late = grown
+
+    def unloadable(choice):
+        raise ModelUnavailable(f"{choice['model']} is not installed")
+    batch.embed_targets([target], batch.TextCounts(), 1, shared_cache=False, open_pool=unloadable,
+                        report=lambda *report: None)
+    assert target.result.ok and target.result.error is None
+    assert target.result.notices == [f"new blocks were not embedded: {MINILM} is not installed"]
+    with Index.open(target.result.root) as idx:
+        assert idx.pending() == late and idx.embedding_status().state == "stopped"
+

@@ -203,6 +203,7 @@ class Target:
     choice: dict                       # its model (`Index.model_choice()`)
     pending: list[Window]
     waiting: int = 0                   # chunks not done yet that hold texts it needs
+    finished: bool = False             # its embedding phase ended (every window has its vector)
     store: Store | None = None         # open while it is written
     hold: ExitStack | None = None      # closes the store and releases its embedding lock
 
@@ -255,7 +256,8 @@ def embed_targets(targets: list[Target], texts: TextCounts, repos: int, *, share
                     run.run()
                 except ModelUnavailable as err:
                     for target in group:
-                        target.result.notices.append(f"new blocks were not embedded: {err}")
+                        if target.result.ok and not target.finished:
+                            target.result.notices.append(f"new blocks were not embedded: {err}")
             loads += run.loads
     return loads
 
@@ -357,6 +359,7 @@ class _GroupRun:
             dim = self.cache.dim or _stored_dim(target.store) or self._pool().dim
             self._guard(target, lambda: embed_missing(target.store, self.key, embed, dim))
             self.texts.embedded += embed.embedded
+            target.finished = target.result.ok
         self._close(target)
         self.progress.finished += 1
         self.progress()
@@ -375,9 +378,12 @@ class _GroupRun:
 
     def _guard(self, target: Target, action: Callable[[], object]) -> None:
         """Run `action` on `target`; an HhgError, OSError or SQLite error fails that index alone (and
-        closes it)."""
+        closes it). A model that cannot be loaded fails no index: ModelUnavailable goes to
+        `embed_targets`, which leaves the group's unfinished indexes keyword-searchable with a notice."""
         try:
             action()
+        except ModelUnavailable:
+            raise
         except (HhgError, OSError, sqlite3.DatabaseError) as err:
             if isinstance(err, sqlite3.DatabaseError):
                 err = database_error(Path(target.result.root), err)
