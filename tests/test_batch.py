@@ -175,3 +175,15 @@ def test_a_model_that_cannot_load_while_an_index_finishes_leaves_it_keyword_only
     with Index.open(target.result.root) as idx:
         assert idx.pending() == late and idx.embedding_status().state == "stopped"
 
+
+def test_an_index_finishing_its_own_embedding_reports_the_batch_progress(grown):
+    target, late = grown
+    reports, texts = [], batch.TextCounts()
+    batch.embed_targets([target], texts, 1, shared_cache=False, open_pool=LocalPool,
+                        report=lambda *report: reports.append(report))
+    embedding = [(done, total) for stage, done, total, note in reports if stage == "embed" and total]
+    assert embedding[0] == (0, len(late)) and embedding[-1] == (len(late), len(late))
+    assert [done for done, _ in embedding] == sorted(done for done, _ in embedding)
+    assert texts.embedded == len(late) and target.result.ok
+    with Index.open(target.result.root) as idx:
+        assert idx.pending() == [] and idx.embedding_status().state == "done"

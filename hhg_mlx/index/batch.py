@@ -401,9 +401,15 @@ class _GroupRun:
         return self.pool
 
     def _pool_embed(self) -> Callable[..., np.ndarray]:
-        """An embed function on the pool, for the texts a finishing index misses in the cache."""
+        """An embed function on the pool, for the texts a finishing index misses in the cache. Its texts
+        join the batch's embedding progress (`progress`, the index's own count, is not reported: the
+        batch reports texts embedded of texts to embed, over every index)."""
         def embed(texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-            ((_, vectors),) = self._pool().map([(0, list(texts))])
+            self.progress.total += len(texts)
+            self.progress()
+            ((_, vectors),) = self._pool().map([(0, list(texts))], progress=lambda n, _: self.progress(n))
+            self.progress.done += len(texts)
+            self.progress()
             return vectors
         return embed
 
