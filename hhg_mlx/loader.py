@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from .encoder import Encoder
 from .errors import ModelUnavailable, UnsupportedModel
 from .models import registry
-from .models.folder import (FolderSettings, encoder_spec, is_cross_encoder, load_tokenizer, model_architecture,
-                            read_settings)
+from .models.folder import (FolderSettings, bert_names, encoder_spec, is_cross_encoder, load_tokenizer,
+                            model_architecture, read_settings)
 from .models.hub import resolve_model
 from .models.registry import ModelInfo
 
@@ -180,6 +180,15 @@ def load_encoder(model: str, backend: str = "auto", dtype: str = "float32", quan
         return load_qwen_encoder(found.folder, found.info, dtype, quantize, dim, task, model_id=found.model_id,
                                  max_length=max_length)
     return _load_bert_family(found, "embedding", backend, dtype, quantize, dim=dim, max_length=max_length)
+
+
+def encoder_dim(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None, *,
+                download: bool = False) -> int:
+    """The size of the vectors `load_encoder` with these arguments (and no `dim`) makes, read from the
+    model folder's settings without loading its weights: the folder's own `dim`, else its hidden size.
+    Raises as `load_encoder` does when the model cannot be found."""
+    found = _find(model, "embedding", backend, dtype, quantize, download)
+    return found.settings.dim or bert_names(found.settings.config)["hidden_size"]
 
 
 def load_reranker(model: str, backend: str = "auto", dtype: str = "float32", quantize: int | None = None, *,

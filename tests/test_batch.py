@@ -187,3 +187,27 @@ def test_an_index_finishing_its_own_embedding_reports_the_batch_progress(grown):
     assert texts.embedded == len(late) and target.result.ok
     with Index.open(target.result.root) as idx:
         assert idx.pending() == [] and idx.embedding_status().state == "done"
+
+
+def test_a_shared_cache_of_another_dim_is_not_copied_into_the_indexes(tmp_path, reference, monkeypatch, recording):
+    """As a single build: the shared store of the same key holding vectors of another size (a local model
+    folder replaced by another model) is left aside with a notice, and the texts are embedded."""
+    import numpy as np
+
+    from hhg_mlx.index.vector_cache import VectorCache
+
+    monkeypatch.setenv("HHG_SHARED_CACHE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    key = contents(reference[0])["key"]
+    hashes = sorted({h for root in reference[:2] for h in window_texts(root)})
+    with VectorCache.open(key) as stale:
+        stale.put(hashes, np.ones((len(hashes), 8), dtype=np.float32))
+
+    roots = copies(reference[:2], tmp_path / "batch")
+    result = build_many(roots, **FP32, open_pool=recording)
+    assert result.indexes[0].notices == [f"the shared embedding cache holds 8-dim {key} vectors, the encoder makes "
+                                         "384-dim ones; building without it"]
+    assert result.texts.cached == 0 and result.texts.embedded == result.texts.unique == len(hashes)
+    assert len(recording.made) == 1 and result.failed == []
+    for built, ref in zip(roots, reference):
+        assert contents(built) == contents(ref)

@@ -112,6 +112,19 @@ def test_defaults_without_sentence_transformers_files(make_checkpoint):
     assert load_encoder(str(make_checkpoint("jinabert")), backend="mlx", max_length=64).max_length == 64
 
 
+def test_encoder_dim_reads_the_vector_size_without_loading(make_checkpoint, tmp_path):
+    """The folder's own `dim` (hhg.json), else its hidden size: what `load_encoder` gives."""
+    from hhg_mlx.loader import encoder_dim
+
+    hidden = make_bert(tmp_path / "bert", hidden=48)
+    truncated = make_bert(tmp_path / "truncated", hidden=48)
+    (truncated / "hhg.json").write_text(json.dumps({"dim": 16, "matryoshka_dims": [16, 32, 48]}))
+    for folder, dim in ((hidden, 48), (truncated, 16)):
+        assert encoder_dim(str(folder)) == load_encoder(str(folder), download=False).dim == dim
+    with pytest.raises(ModelUnavailable, match="no such model folder"):
+        encoder_dim(str(tmp_path / "nowhere"))
+
+
 def test_load_encoder_rejects_bad_options(make_checkpoint):
     folder = str(make_checkpoint("bert"))
     with pytest.raises(UnsupportedModel, match="unknown dtype 'float64'"):

@@ -5,8 +5,8 @@ one encoder per model.
    encoder). A failing index (missing, locked, unreadable, a refused model) is recorded; the others go on.
 2. The plan, per vector key (model, task, precision): the windows each index still needs vectors for
    (`pending_windows`, in its own embedding order); every text hash once across the indexes (its owner
-   is the first index that needs it); hashes already in the cache (the shared per-user one, else a
-   temporary one for this run) are not embedded again.
+   is the first index that needs it); hashes already in the cache (the shared per-user one when it holds
+   vectors of the model's size, else a temporary one for this run) are not embedded again.
 3. Embedding: the unique uncached texts, index after index, cut into chunks of EMBED_BATCH texts that
    cross index boundaries; a pool (one local encoder, or Ray actors: `distributed.py`) embeds each chunk
    (in token-budget batches), then the vectors go into the cache and, in one transaction, into the
@@ -246,7 +246,8 @@ def embed_targets(targets: list[Target], texts: TextCounts, repos: int, *, share
         groups.setdefault(target.key, []).append(target)
     progress = _Progress(report, repos, finished=repos - len(targets))
     for key, group in groups.items():
-        cache, problem = open_shared(key) if shared_cache_enabled(shared_cache) else (None, None)
+        shared = shared_cache_enabled(shared_cache)
+        cache, problem = open_shared(key, _model_dim(group[0].choice)) if shared else (None, None)
         if problem:
             group[0].result.notices.append(problem)
         with cache or VectorCache.temporary(key) as store:
@@ -426,6 +427,20 @@ class _GroupRun:
     def loads(self) -> int:
         """Encoders loaded for this group (none when everything was cached)."""
         return self.pool.loads if self.pool is not None else 0
+
+
+def _model_dim(choice: dict) -> int | None:
+    """The size of the vectors the model `choice` makes, from its folder (no weights loaded): the shared
+    cache is used only when it holds vectors of that size (as `Index.embed` opens it). None when the model
+    cannot be found here (a pool that must embed then says why)."""
+    from ..loader import encoder_dim
+
+    args = encoder_args(choice)
+    del args["task"]                   # (prompts, not the vectors' size)
+    try:
+        return encoder_dim(**args, download=False)
+    except HhgError:
+        return None
 
 
 def _stored_dim(store: Store) -> int | None:
