@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from .errors import HhgError
+from .errors import HhgError, ModelUnavailable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,11 +77,16 @@ class RayPool:
         self.slots[actor] = n
 
     def _check(self, infos: list[dict]) -> list[dict]:
-        """Refuse actors that do not make the indexes' model, precision and dimension. The precision is
+        """Refuse actors that do not make the indexes' model, precision and dimension (ModelUnavailable
+        when an actor could not load the model at all). The precision is
         compared as each node's hhg keys it (`precision_key`: int8 with its scheme), so a node whose hhg
         computes int8 otherwise is refused too."""
         from .index.index import precision_key
 
+        for info in infos:
+            if "unavailable" in info:     # as a single build: the indexes stay keyword-searchable, with a notice
+                raise ModelUnavailable(f"the Ray actor on {info['node']} cannot load {self.choice['model']}: "
+                                       f"{info['unavailable']}")
         wanted = precision_key(self.choice["precision"]) or infos[0]["precision"]
         for info in infos:
             if info["precision"] != wanted or info["dim"] != infos[0]["dim"] or info["model"] != infos[0]["model"]:
@@ -198,11 +203,17 @@ def _encoder_actor():
         def __init__(self, choice: dict) -> None:
             import socket
 
+            from hhg_mlx.errors import ModelUnavailable
             from hhg_mlx.index.index import precision_key
             from hhg_mlx.loader import choose_encoder, load_encoder
 
-            picked = choose_encoder(choice["model"], "auto", choice["precision"] or "auto", download=True)
-            self.encoder = load_encoder(choice["model"], task=choice["task"], **picked.load_args(), download=True)
+            try:
+                picked = choose_encoder(choice["model"], "auto", choice["precision"] or "auto", download=True)
+                self.encoder = load_encoder(choice["model"], task=choice["task"], **picked.load_args(),
+                                            download=True)
+            except ModelUnavailable as err:      # told to the driver by `describe`, not as a dead actor
+                self.info = {"node": socket.gethostname(), "unavailable": str(err)}
+                return
             self.info = {"node": socket.gethostname(), "backend": picked.backend,
                          "precision": precision_key(picked.precision),
                          "model": self.encoder.model_id, "dim": self.encoder.dim}

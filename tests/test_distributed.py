@@ -103,10 +103,11 @@ class FakeRay:
     """Ray as `RayPool` sees it, in this process: live `nodes`, an actor class that records where each
     actor is placed (node id, GPUs), and the kills and shutdowns."""
 
-    def __init__(self, monkeypatch, nodes: list[dict], *, started: bool) -> None:
+    def __init__(self, monkeypatch, nodes: list[dict], *, started: bool, unavailable: str | None = None) -> None:
         from hhg_mlx import distributed
 
         self.nodes, self.placed, self.killed, self.shutdowns = nodes, [], [], 0
+        self.unavailable = unavailable          # a node whose actor cannot load the model
         monkeypatch.setattr(distributed, "_connect", lambda address: started)
         monkeypatch.setattr(distributed, "_encoder_actor", lambda: self)
         monkeypatch.setattr(ray, "nodes", lambda: self.nodes)
@@ -125,6 +126,8 @@ class FakeRay:
                 fake.placed.append((scheduling_strategy.node_id, num_gpus))
                 info = {"node": scheduling_strategy.node_id, "backend": "onnx", "precision": "fp32",
                         "model": choice["model"], "dim": 384}
+                if scheduling_strategy.node_id == fake.unavailable:
+                    info = {"node": scheduling_strategy.node_id, "unavailable": "no model folder minilm here"}
                 self.describe = type("Method", (), {"remote": staticmethod(lambda: info)})
 
         return type("Options", (), {"remote": staticmethod(Actor)})
@@ -168,3 +171,16 @@ def test_a_pool_that_fails_to_start_shuts_down_only_a_ray_it_started(monkeypatch
     assert str(err.value) == ("cannot list the nodes of the Ray cluster at ray://10.0.0.5:10001: "
                               "GCS at 10.0.0.5:6379 is unreachable")
     assert fake.shutdowns == (1 if started else 0) and fake.placed == []
+
+
+def test_an_actor_that_cannot_load_the_model_makes_the_pool_model_unavailable(monkeypatch):
+    """As in a single build, a model that cannot be loaded is ModelUnavailable (the batch then leaves the
+    indexes keyword-searchable with a notice), not a failed batch; the pool's actors are stopped."""
+    from hhg_mlx.distributed import RayPool
+    from hhg_mlx.errors import ModelUnavailable
+
+    fake = FakeRay(monkeypatch, NODES, started=True, unavailable=CPU_NODE_1)
+    with pytest.raises(ModelUnavailable) as err:
+        RayPool(CHOICE, "auto")
+    assert str(err.value) == f"the Ray actor on {CPU_NODE_1} cannot load minilm: no model folder minilm here"
+    assert len(fake.killed) == 3 and fake.shutdowns == 1
