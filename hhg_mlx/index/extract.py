@@ -290,7 +290,6 @@ _GRAMMARS: dict[str, _Grammar] = {
 }
 
 
-
 def parser_revisions() -> dict[str, int]:
     """The revision of each language's grammar query: an index records them, and a build parses the
     files of a language again when its revision differs from the recorded one (`build.stale_parsers`)."""
@@ -453,10 +452,10 @@ def _doc_text(node) -> str:
     """The documentation in a comment above a definition, or in an Elixir `@doc` attribute ("" for other
     attributes such as `@spec`)."""
     text = node.text.decode("utf-8", "replace")
-    if node.type in _LEADING or not ("comment" in node.type or node.type in _DOC_COMMENTS):
-        m = _DOC_ATTRIBUTE.match(text)
-        return textwrap.dedent(m.group("block") or m.group("line") or "").strip() if m else ""
-    return _comment_text(text)
+    if "comment" in node.type or node.type in _DOC_COMMENTS:
+        return _comment_text(text)
+    m = _DOC_ATTRIBUTE.match(text)
+    return textwrap.dedent(m.group("block") or m.group("line") or "").strip() if m else ""
 
 
 def _comment_text(text: str) -> str:
